@@ -1,0 +1,24 @@
+# The two set-up commands of the README: `make run` (the embedded default: a real GRPO run on CPU)
+# and `make test` (the whole test suite). Both create .venv on first use, on the CPU install path
+# (torch pinned to 2.13.0 by constraints-cpu.txt, never torchvision).
+VENV ?= .venv
+ARGS ?=
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install run test
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints-cpu.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -c constraints-cpu.txt -e '.[test,dicom]'
+	touch $@
+
+run: install
+	$(VENV)/bin/radgrpo $(ARGS)
+
+test: install
+	$(VENV)/bin/python -m pytest $(ARGS)
