@@ -10,6 +10,17 @@ composed reward config before a run starts.
 
 from radgrpo.rewards.registry import REGISTRY, Reward, get_reward, register, score
 from radgrpo.rewards.config import resolve_terms, validate_reward_config
-from radgrpo.rewards import format, grounding  # noqa: F401  (registration)
+from radgrpo.rewards import (  # noqa: F401  (importing a reward module registers it)
+    enhanced,
+    format,
+    green,
+    grounding,
+    kg,
+    mcqa,
+    medgemma,
+    radcliq,
+    text_metrics,
+    vqa,
+)
 
 __all__ = ["REGISTRY", "Reward", "get_reward", "register", "resolve_terms", "score", "validate_reward_config"]

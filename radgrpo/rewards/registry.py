@@ -30,6 +30,7 @@ class Reward:
     # Raises ValueError naming the config key to set; see `validate_reward_config`.
     check_config: Callable[[dict], None] | None = None
     param_names: frozenset[str] = field(default_factory=frozenset)
+    on_error: float = 0.0  # score when the function itself fails (defaults to `low`)
 
 
 REGISTRY: dict[str, Reward] = {}
@@ -42,6 +43,7 @@ def register(
     high: float,
     components: tuple[str, ...] = (),
     check_config: Callable[[dict], None] | None = None,
+    on_error: float | None = None,
 ) -> Callable:
     """Decorator: add a reward function to the registry under `name`."""
 
@@ -50,7 +52,8 @@ def register(
             raise ValueError(f"reward {name!r} registered twice")
         params = inspect.signature(fn).parameters
         param_names = frozenset(p for p in list(params)[3:] if params[p].kind is not params[p].VAR_KEYWORD)
-        REGISTRY[name] = Reward(name, fn, float(low), float(high), components, check_config, param_names)
+        error_score = float(low if on_error is None else on_error)
+        REGISTRY[name] = Reward(name, fn, float(low), float(high), components, check_config, param_names, error_score)
         return fn
 
     return wrap
@@ -77,7 +80,7 @@ def score(name: str, solution_str: Any, ground_truth: Any, extra_info: dict | No
     try:
         out = reward.fn(text, gt, extra_info if isinstance(extra_info, dict) else {}, **params)
     except Exception as exc:  # noqa: BLE001 - totality is the contract; the reason is reported
-        out = {"score": reward.low, "reason": f"{type(exc).__name__}: {exc}"[:200]}
+        out = {"score": reward.on_error, "reason": f"{type(exc).__name__}: {exc}"[:200]}
     return _finalise(reward, out)
 
 
