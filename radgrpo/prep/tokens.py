@@ -1,0 +1,58 @@
+"""Exact prompt token counts with the model's own processor (the only prep module that needs
+transformers, imported when a token limit is configured).
+
+It counts what verl's `RLHFDataset` length filter counts - the chat template applied to the
+messages with their images, then the processor's `input_ids` - so training can run with
+`data.filter_overlong_prompts=false` and skip that slow pass at every start.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from PIL import Image
+
+from radgrpo.prep.errors import PrepError
+
+_TAG = re.compile("(<image>)")
+
+
+class TokenCounter:
+    def __init__(self, processor_path: str):
+        try:
+            from transformers import AutoProcessor
+        except ImportError as exc:
+            raise PrepError(f"the token filter needs transformers: {exc}") from None
+        try:
+            from radgrpo.models.processors import register_torchvision_free_processors
+            register_torchvision_free_processors()
+        except ImportError:
+            pass
+        try:
+            self.processor = AutoProcessor.from_pretrained(processor_path)
+        except (OSError, ValueError) as exc:
+            raise PrepError(f"cannot load a processor from token_filter.processor={processor_path}: "
+                            f"{str(exc).splitlines()[0]}") from None
+
+    def count(self, messages: list[dict[str, str]], images: list[dict[str, Any]]) -> int:
+        content_messages = [{"role": m["role"], "content": _content(m["content"])} for m in messages]
+        text = self.processor.apply_chat_template(content_messages, add_generation_prompt=True,
+                                                  tokenize=False)
+        if not images or not hasattr(self.processor, "image_processor"):
+            return len(self.processor(text=[text])["input_ids"][0])
+        pil = [_open(e) for e in images]
+        return len(self.processor(text=[text], images=pil)["input_ids"][0])
+
+
+def _content(text: str) -> list[dict[str, str]]:
+    parts = [p for p in _TAG.split(text) if p]
+    return [{"type": "image"} if p == "<image>" else {"type": "text", "text": p} for p in parts]
+
+
+def _open(entry: dict[str, Any]) -> Image.Image:
+    import io
+
+    source = io.BytesIO(entry["bytes"]) if "bytes" in entry else entry["image"][len("file://"):]
+    with Image.open(source) as im:
+        return im.convert("RGB")
