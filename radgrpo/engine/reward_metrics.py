@@ -1,0 +1,103 @@
+"""Per-component reward metrics in verl's step metrics (verl issue #2115: extra reward keys are not
+logged by the trainer).
+
+`verl_entry.compute_score` returns every term and component (`iou`, `format`, `iou/matched_iou`,
+`radcliq/server_failed`, ...). verl 0.9.1 keeps them per sample in the TransferQueue field
+`extra_fields["reward_extra_info"]` but its v1 trainers' `_compute_metrics` only logs the total.
+This module wraps `verl.trainer.ppo.v1.trainer_base.PPOTrainer._compute_metrics` (the one method
+every v1 trainer mode - sync, colocate_async, separate_async - uses for step metrics) to add
+`reward/<key>/mean` for each numeric key over the step's non-padding samples, so the components
+reach the "file" JSONL logger and wandb with the rest of the step's metrics.
+
+The wrap has to happen in the process that runs the trainer (verl's TaskRunner Ray actor). Importing
+this module installs it: at once if verl's trainer module is already imported, else through an
+import hook that patches it right after it loads (importing the trainer here would cost every verl
+process ~10 s). `reward_metric_overrides()` gives the verl override that imports this module in
+every Ray worker through verl's `VERL_USE_EXTERNAL_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import math
+import sys
+
+TRAINER_MODULE = "verl.trainer.ppo.v1.trainer_base"
+PREFIX = "reward"
+
+
+def reward_metric_overrides() -> list[str]:
+    """Hydra overrides of verl's ppo_trainer config that make every Ray worker import this module."""
+    return [f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES={__name__}"]
+
+
+def reward_component_metrics(reward_extra_infos: list) -> dict[str, float]:
+    """{"reward/<key>/mean": batch mean} for every finite numeric key of the per-sample dicts
+    (`score` is left out: verl logs it as critic/score/mean)."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for info in reward_extra_infos:
+        if not isinstance(info, dict):
+            continue
+        for key, value in info.items():
+            if key == "score" or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if math.isfinite(value):
+                sums[key] = sums.get(key, 0.0) + float(value)
+                counts[key] = counts.get(key, 0) + 1
+    return {f"{PREFIX}/{key}/mean": sums[key] / counts[key] for key in sorted(sums)}
+
+
+def with_reward_components(compute_metrics, kv_batch_get):
+    """`compute_metrics` (PPOTrainer._compute_metrics) followed by the reward component means of
+    the batch, read from TransferQueue with `kv_batch_get`."""
+
+    def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
+        result = compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch)
+        data = kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+        extra_fields = data.pop("extra_fields").tolist()
+        keep = [not tag.get("is_padding", False) for tag in batch.tags]
+        infos = [e.get("reward_extra_info") for e, k in zip(extra_fields, keep) if k and isinstance(e, dict)]
+        metrics.update(reward_component_metrics(infos))
+        return result
+
+    _compute_metrics.radgrpo_reward_components = True
+    return _compute_metrics
+
+
+def _patch(trainer_base) -> None:
+    trainer = trainer_base.PPOTrainer
+    if not getattr(trainer._compute_metrics, "radgrpo_reward_components", False):
+        trainer._compute_metrics = with_reward_components(trainer._compute_metrics, trainer_base.tq.kv_batch_get)
+
+
+class _PatchAfterImport(importlib.abc.MetaPathFinder):
+    """Finds verl's trainer module through the normal finders and patches it once it has executed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != TRAINER_MODULE:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_patch(module):
+            exec_module(module)
+            _patch(module)
+
+        spec.loader.exec_module = exec_and_patch
+        return spec
+
+
+def install() -> None:
+    """Add the reward component metrics to verl's trainer in this process (idempotent)."""
+    if TRAINER_MODULE in sys.modules:
+        _patch(sys.modules[TRAINER_MODULE])
+    elif not any(isinstance(f, _PatchAfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchAfterImport())
+
+
+install()
