@@ -1,0 +1,115 @@
+"""Submit one run to SLURM with submitit, wait for it, and return its summary.
+
+Every sbatch parameter comes from ``cfg.cluster.slurm`` (the same keys feed hydra-submitit-launcher
+for ``-m`` sweeps, see conf/cluster/slurm.yaml). The submitted object is a
+``submitit.helpers.Checkpointable``: when SLURM sends USR2 (``scancel --signal=USR2``, preemption, or
+the timeout warning) submitit pickles it again and requeues the job; the rerun trains with the same
+resolved config, so verl finds ``<run_dir>/checkpoints`` and resumes (``trainer.resume_mode=auto``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import submitit
+from omegaconf import DictConfig, OmegaConf
+
+from radgrpo.cluster import RunLocal
+from radgrpo.cluster.in_job import run_in_allocation
+
+TAG = "[radgrpo.cluster]"
+
+
+class SlurmRunError(RuntimeError):
+    """A submitted run ended without a summary; the message is one line naming the log to read."""
+
+
+class SlurmRun(submitit.helpers.Checkpointable):
+    """The job submitit pickles: the fully resolved config and the function that trains in-process."""
+
+    def __init__(self, cfg: dict, run_local: RunLocal) -> None:
+        self.cfg = cfg  # a plain container: no Hydra resolvers are needed on the node
+        self.run_local = run_local
+
+    def __call__(self) -> dict | None:
+        env = submitit.JobEnvironment()
+        restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+        print(
+            f"{TAG} job {env.job_id} rank {env.global_rank}/{env.num_tasks} node {env.node} "
+            f"({os.environ.get('SLURMD_NODENAME', env.hostname)}) restart {restarts}",
+            flush=True,
+        )
+        return run_in_allocation(OmegaConf.create(self.cfg), self.run_local)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        print(f"{TAG} preempted or timed out: requeueing; the rerun resumes from the latest checkpoint "
+              f"in {self.cfg['paths']['run_dir']}/checkpoints", flush=True)
+        return super().checkpoint(*args, **kwargs)
+
+
+def executor_parameters(cfg: DictConfig) -> dict[str, Any]:
+    """submitit AutoExecutor parameters from ``cluster.*``; unset (null/empty) values are left out."""
+    s = cfg.cluster.slurm
+    params = {
+        "name": str(cfg.get("run_name", "radgrpo")),
+        "timeout_min": s.time_min,
+        "nodes": int(cfg.cluster.nnodes),
+        "tasks_per_node": 1,  # one process per node: it starts (or joins) Ray there
+        "cpus_per_task": s.cpus_per_task,
+        "mem_gb": s.mem_gb,
+        "gpus_per_node": s.gpus_per_node or None,
+        "slurm_partition": s.partition,
+        "slurm_account": s.account,
+        "slurm_qos": s.qos,
+        "slurm_constraint": s.constraint,
+        "slurm_signal_delay_s": s.signal_delay_s,
+        "slurm_setup": list(s.setup or []) or None,
+        "slurm_additional_parameters": OmegaConf.to_container(s.additional_parameters) or None,
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def submit_and_wait(cfg: DictConfig, run_local: RunLocal) -> dict | None:
+    if shutil.which("sbatch") is None:
+        raise SlurmRunError(
+            f"cluster={cfg.cluster.name}: sbatch not found on this machine; start a one-machine SLURM with "
+            "launchers/slurm/up, or run with cluster=local"
+        )
+    container = OmegaConf.to_container(cfg, resolve=True)
+    run_dir = Path(container["paths"]["run_dir"])
+    folder = run_dir / "slurm" / "%j"
+    executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
+                                     slurm_max_num_timeout=int(cfg.cluster.slurm.max_num_timeout))
+    executor.update_parameters(**executor_parameters(cfg))
+    job = executor.submit(SlurmRun(container, run_local))
+    print(f"{TAG} submitted SLURM job {job.job_id} ({cfg.cluster.name}, {cfg.cluster.nnodes} node(s)); "
+          f"waiting. Run dir: {run_dir}", flush=True)
+    print(f"{TAG}   log: {job.paths.stdout}", flush=True)
+    print(f"{TAG}   err: {job.paths.stderr}", flush=True)
+    try:
+        results = job.results()
+    except KeyboardInterrupt:
+        print(f"{TAG} stopped waiting; job {job.job_id} keeps running (scancel {job.job_id} to stop it)")
+        raise
+    except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as err:
+        raise SlurmRunError(
+            f"SLURM job {job.job_id} {job.state}: {last_error_line(str(err))}; log: {job.paths.stderr}"
+        ) from None
+    summary = results[0]
+    print(f"{TAG} SLURM job {job.job_id} {job.state}", flush=True)
+    return summary
+
+
+def last_error_line(message: str) -> str:
+    """The exception line of the traceback submitit puts in its error, else its first line."""
+    trace = message.split("-" * 22)
+    body = trace[1] if len(trace) > 2 else message
+    lines = [ln.strip() for ln in body.strip().splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[\w.]+(Error|Exception|Exit|Interrupt)\b", line) or ": " in line and not line.startswith("File "):
+            return line[:300]
+    return (lines[-1] if lines else message.strip().splitlines()[0])[:300]
