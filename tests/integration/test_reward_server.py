@@ -43,7 +43,7 @@ def _start(*args, env=None):
     port = _free_port()
     process = subprocess.Popen(
         [str(LAUNCHER), "--port", str(port), *args],
-        env={**os.environ, "PYTHON": sys.executable, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(env or {})},
+        env={**os.environ, "PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join([str(ROOT), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]), **(env or {})},
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -106,13 +106,13 @@ def test_server_scores_a_batch_through_the_verl_entry_point_then_falls_back(simi
 
 
 def test_slow_scorer_hits_the_request_timeout_and_the_reward_falls_back(similarity_reward):
-    process, url = _start("--scorer", "tests.integration.test_reward_server:slow_scorer", "--request-timeout", "0.3")
+    process, url = _start("--scorer", "test_reward_server:slow_scorer", "--request-timeout", "0.3")
     try:
         start = time.monotonic()
         assert post_scores(ServerSettings(url, timeout=5.0, retries=0), "slow_scorer", [{"x": 1}]) is None
         assert time.monotonic() - start < 1.5  # the server answered 504 after 0.3 s
         # client-side timeout: the client gives up before the server's own limit
-        process2, url2 = _start("--scorer", "tests.integration.test_reward_server:slow_scorer", "--request-timeout", "30")
+        process2, url2 = _start("--scorer", "test_reward_server:slow_scorer", "--request-timeout", "30")
         try:
             start = time.monotonic()
             assert post_scores(ServerSettings(url2, timeout=0.5, retries=0), "slow_scorer", [{"x": 1}]) is None
