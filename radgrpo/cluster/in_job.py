@@ -72,8 +72,11 @@ def _head(cfg, run_local, rendezvous: Path, key: str, nnodes: int, num_cpus: int
         status = _wait_for_nodes(address, nnodes, proc, rendezvous)
         print(status, flush=True)
         (rendezvous / "status.txt").write_text(status)
-        return run_local(cfg, [f"+ray_kwargs.ray_init.address={address}", f"trainer.nnodes={nnodes}"])
+        # Connecting to a running cluster, ray.init must not be given resources: the nodes have them.
+        return run_local(cfg, [f"+ray_kwargs.ray_init.address={address}", f"trainer.nnodes={nnodes}",
+                               "ray_kwargs.ray_init.num_cpus=null", "ray_kwargs.ray_init.num_gpus=null"])
     finally:
+        _disconnect()
         (rendezvous / "done").touch()
         _stop(proc, "Ray head")
 
@@ -160,6 +163,15 @@ def _stop(proc: subprocess.Popen | None, what: str, timeout_s: float = 30) -> No
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _disconnect() -> None:
+    """Leave the cluster (the engine keeps its driver connected when given an address)."""
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 def _node_ip() -> str:

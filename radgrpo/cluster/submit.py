@@ -99,9 +99,8 @@ def submit_and_wait(cfg: DictConfig, run_local: RunLocal) -> dict | None:
         raise SlurmRunError(
             f"SLURM job {job.job_id} {job.state}: {last_error_line(str(err))}; log: {job.paths.stderr}"
         ) from None
-    summary = results[0]
-    print(f"{TAG} SLURM job {job.job_id} {job.state}", flush=True)
-    return summary
+    print(f"{TAG} SLURM job {job.job_id} finished", flush=True)
+    return results[0]
 
 
 def last_error_line(message: str) -> str:

@@ -1,0 +1,151 @@
+"""radgrpo on a real SLURM cluster (launchers/slurm/up, two emulated nodes): the `radgrpo` app submits
+through submitit / hydra-submitit-launcher and verl trains the tiny model on CPU inside the jobs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from slurm_fixture import (CPU_SLURM_ARGS, REPO, radgrpo_cmd, radgrpo_env, run_radgrpo, slurm_cluster,  # noqa: F401
+                           submitted)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.integration]
+
+# Cheapest verl settings for runs whose training content does not matter here.
+NO_VALIDATION = ["verl.trainer.val_before_train=false", "verl.trainer.test_freq=-1"]
+
+
+def metric_steps(path: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def sweep_runs(output_root: Path) -> list[Path]:
+    runs = sorted(output_root.glob("multirun/*/*/*/.hydra"))
+    return [p.parent for p in runs]
+
+
+def test_default_run_submitted_with_cluster_slurm_returns_its_summary(slurm_cluster, tmp_path):
+    proc = run_radgrpo(["cluster=slurm", *CPU_SLURM_ARGS, f"paths.output_root={tmp_path}"])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    job_id, run_dir = submitted(proc.stdout)
+    assert run_dir.is_relative_to(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps_completed"] == 2
+    # the app printed the summary the job returned, which is the one the job wrote
+    assert f"radgrpo: completed: 2 steps in {summary['wall_time_s']} s" in proc.stdout
+    assert (run_dir / "slurm" / job_id / f"{job_id}_0_log.out").exists()
+    rows = slurm_cluster.wait_state(job_id, {"COMPLETED"})
+    assert [r["State"] for r in rows] == ["COMPLETED"], rows
+
+
+def test_2x2_sweep_runs_as_one_job_array_and_all_complete(slurm_cluster, tmp_path):
+    proc = run_radgrpo(["-m", "sweep=tiny_2x2", "cluster=slurm", *CPU_SLURM_ARGS, *NO_VALIDATION,
+                        "cluster.slurm.array_parallelism=2", f"paths.output_root={tmp_path}"])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "[radgrpo.sweep] 4 of 4 runs completed" in proc.stdout
+    runs = sweep_runs(tmp_path)
+    assert len(runs) == 4
+    statuses = [json.loads((r / "job_status.json").read_text()) for r in runs]
+    array_ids = {s["slurm_job_id"] for s in statuses}
+    assert len(array_ids) == 1, f"expected one job array, got {array_ids}"
+    assert sorted(s["slurm_array_task_id"] for s in statuses) == ["0", "1", "2", "3"]
+    for run in runs:
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["steps_completed"] == 1, run
+    rows = slurm_cluster.wait_state(array_ids.pop(), {"COMPLETED"})
+    assert len(rows) == 4 and {r["State"] for r in rows} == {"COMPLETED"}, rows
+
+
+def test_failed_run_is_reported_with_its_log_and_the_rest_of_the_sweep_completes(slurm_cluster, tmp_path):
+    empty_model = tmp_path / "not_a_model"  # exists where radgrpo submits, holds no model on the node
+    empty_model.mkdir()
+    proc = run_radgrpo(["-m", "cluster=slurm", *CPU_SLURM_ARGS, *NO_VALIDATION,
+                        "algorithm.total_training_steps=1", f"model.path={empty_model}",
+                        "model.tiny=tiny_qwen2_5_vl,null", f"paths.output_root={tmp_path}"])
+    assert proc.returncode != 0
+    match = re.search(r"1 of 2 sweep runs failed: #1 \(([^)]*)\) log: (\S+)", proc.stdout)
+    assert match, proc.stdout[-3000:]
+    assert "model.tiny=null" in match.group(1)
+    log = Path(match.group(2))
+    assert log.exists() and str(empty_model) in log.read_text()
+    ok, bad = sweep_runs(tmp_path)
+    assert json.loads((ok / "summary.json").read_text())["status"] == "completed"
+    status = json.loads((bad / "job_status.json").read_text())
+    assert status["status"] == "failed" and status["log"]["stderr"] == str(log)
+
+
+def test_two_node_run_spans_ray_over_both_nodes_and_completes(slurm_cluster, tmp_path):
+    proc = run_radgrpo(["cluster=slurm_multinode", *CPU_SLURM_ARGS, *NO_VALIDATION,
+                        "cluster.ray_num_cpus=16", f"paths.output_root={tmp_path}"])
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    job_id, run_dir = submitted(proc.stdout)
+    status = (run_dir / "ray" / f"{job_id}-0" / "status.txt").read_text()
+    active = status.split("Active:")[1].split("Pending:")[0]
+    assert len(re.findall(r"node_[0-9a-f]+", active)) == 2, status
+    assert re.search(r"0\.0/2\.0 GPU|/2\.0 GPU", status), status
+    assert _verl_nnodes(run_dir) == 2
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps_completed"] == 2
+    rows = slurm_cluster.wait_state(job_id, {"COMPLETED"})
+    assert rows[0]["State"] == "COMPLETED" and rows[0]["NNodes"] == "2", rows
+    # both ranks stopped their Ray node: nothing of this job's Ray is left on the machine
+    leftover = subprocess.run(["pgrep", "-f", f"radgrpo-ray-{job_id}-"], capture_output=True, text=True).stdout
+    assert not leftover.strip(), f"Ray processes left behind: {leftover}"
+    for rank in (0, 1):
+        log = (run_dir / "slurm" / job_id / f"{job_id}_{rank}_log.out").read_text()
+        assert "stopped" in log, f"rank {rank} did not stop its Ray node:\n{log[-2000:]}"
+
+
+def _verl_nnodes(run_dir: Path) -> int:
+    from omegaconf import OmegaConf
+
+    return int(OmegaConf.load(run_dir / "verl_config.yaml").trainer.nnodes)
+
+
+def test_usr2_after_a_checkpoint_requeues_and_training_resumes_at_the_next_step(slurm_cluster, tmp_path):
+    total = 6
+    # 8 rows, batch 4: 2 steps per epoch, so the checkpoint at step 2 sits on an epoch boundary, where
+    # verl used to resume and train 0 steps (verl PR #5725).
+    args = ["cluster=slurm", *CPU_SLURM_ARGS, *NO_VALIDATION, f"algorithm.total_training_steps={total}",
+            "data.num_train=8", "verl.trainer.save_freq=2", f"paths.output_root={tmp_path}"]
+    proc = subprocess.Popen([*radgrpo_cmd(), *args], cwd=REPO, env=radgrpo_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    out = []
+    try:
+        for line in proc.stdout:
+            out.append(line)
+            if "submitted SLURM job" in line:
+                break
+        job_id, run_dir = submitted("".join(out))
+        latest = run_dir / "checkpoints" / "latest_checkpointed_iteration.txt"
+        deadline = time.monotonic() + 900
+        while not (latest.exists() and latest.read_text().strip()):
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint before the run ended"
+            time.sleep(0.2)
+        checkpointed = int(latest.read_text())
+        subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+        rest, _ = proc.communicate(timeout=1200)
+        out.append(rest)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = "".join(out)
+    print(output[-20000:])
+    assert proc.returncode == 0, output[-3000:]
+    assert checkpointed < total
+    log = (run_dir / "slurm" / job_id / f"{job_id}_0_log.out").read_text()
+    assert "requeueing" in log and "restart 1" in log, log[-3000:]
+    # the resumed attempt loaded the latest checkpoint and went on from the step after it
+    resumed_from = int(re.findall(r"global_step_(\d+)", log.split("restart 1", 1)[1])[0])
+    assert resumed_from >= checkpointed
+    attempts = sorted(run_dir.glob("metrics.attempt*.jsonl"))
+    assert attempts, "the requeued run did not keep the first attempt's metrics"
+    resumed_steps = [s for s in metric_steps(run_dir / "metrics.jsonl") if s > 0]
+    assert resumed_steps[0] == resumed_from + 1, resumed_steps
+    assert resumed_steps[-1] == total, resumed_steps
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["first_step"] == resumed_from + 1
