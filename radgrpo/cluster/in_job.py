@@ -48,6 +48,7 @@ def run_in_allocation(cfg: DictConfig, run_local: RunLocal) -> dict | None:
     rendezvous.mkdir(parents=True, exist_ok=True)
     num_cpus = int(cfg.cluster.ray_num_cpus)
     num_gpus = int(cfg.cluster.gpus_per_node)
+    _same_auth_everywhere()
     if rank == 0:
         return _head(cfg, run_local, rendezvous, key, nnodes, num_cpus, num_gpus)
     _worker(rendezvous, rank, num_cpus, num_gpus)
@@ -163,6 +164,25 @@ def _stop(proc: subprocess.Popen | None, what: str, timeout_s: float = 30) -> No
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _same_auth_everywhere() -> None:
+    """Make `ray start` and `ray.init(address=...)` agree on token authentication.
+
+    Ray 2.60's `ray start` turns token auth on whenever ~/.ray/auth_token exists (every local
+    `ray.init()` creates one), but `ray.init(address=<ip:port>)` only does so when RAY_AUTH_MODE says
+    so, and then fails with "Failed to connect to Ray cluster". Deciding once, in the environment the
+    Ray processes and the driver inherit, keeps them consistent.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token auth
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _disconnect() -> None:

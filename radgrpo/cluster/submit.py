@@ -97,7 +97,7 @@ def submit_and_wait(cfg: DictConfig, run_local: RunLocal) -> dict | None:
         raise
     except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as err:
         raise SlurmRunError(
-            f"SLURM job {job.job_id} {job.state}: {last_error_line(str(err))}; log: {job.paths.stderr}"
+            f"SLURM job {job.job_id} failed: {last_error_line(str(err))}; log: {job.paths.stderr}"
         ) from None
     print(f"{TAG} SLURM job {job.job_id} finished", flush=True)
     return results[0]
