@@ -55,7 +55,7 @@ class ImageResolver:
 
     def __init__(self, options: ImageOptions, root: Path):
         self.options = options
-        self.root = root
+        self._root = str(root)
         self._known: dict[str, str | Drop] = {}   # absolute path -> usable path, or its Drop
         self._batch_bytes: dict[int, str | bytes | Drop] = {}  # id(bytes ref) -> verdict, one batch
         self._pool = ThreadPoolExecutor(max_workers=max(1, options.workers))
@@ -65,10 +65,10 @@ class ImageResolver:
         self._pool.shutdown()
 
     def _key(self, ref: Any) -> Any:
-        if isinstance(ref, bytes):
+        """Bytes stay bytes; a path becomes absolute (string ops: this runs once per reference)."""
+        if isinstance(ref, bytes) or ref.startswith("/"):
             return ref
-        path = Path(os.path.expanduser(ref))
-        return str(path if path.is_absolute() else self.root / path)
+        return os.path.normpath(os.path.join(self._root, os.path.expanduser(ref)))
 
     def prefetch(self, refs: list[Any]) -> None:
         """Check every not-yet-seen reference in `refs` on the thread pool."""

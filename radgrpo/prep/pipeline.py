@@ -51,7 +51,7 @@ def run(cfg: PrepConfig, log=None) -> PrepResult:
 
     started = time.time()
     module = load_source(cfg.source)
-    stats = PrepStats(cfg.seed)
+    stats = PrepStats()
     resolver = ImageResolver(cfg.images, cfg.image_root)
     counter = None
     if cfg.max_prompt_tokens is not None:
@@ -84,8 +84,6 @@ def run(cfg: PrepConfig, log=None) -> PrepResult:
                            "mode": cfg.images.mode},
                 **stats.to_dict(),
             }
-            if counter is not None:
-                manifest["prompt_tokens"] = stats.prompt_tokens.to_dict()
             writer.publish(manifest)
     finally:
         resolver.close()
@@ -115,7 +113,7 @@ def _convert_batch(cfg, module, batch, split_rule, resolver, counter, stats, wri
                 tokens = counter.count(messages, images)
                 if tokens > cfg.max_prompt_tokens:
                     raise Drop("prompt_tokens_over_limit", f"{tokens} tokens")
-                stats.prompt_tokens.add(tokens)
+                stats.tokens(tokens)
             truth = ground_truth_of(sample)
         except Drop as drop:
             stats.drop(drop, key, sample.id)
@@ -125,13 +123,14 @@ def _convert_batch(cfg, module, batch, split_rule, resolver, counter, stats, wri
             continue
         split = split_rule if split_rule != "auto" else _split_of(sample.id, cfg)
         index = stats.kept[split]  # rows of this split so far
-        nbytes = sum(len(e.get("bytes") or b"") for e in images)
+        nbytes = sum(len(e["bytes"]) for e in images) if cfg.images.mode == "bytes" else 0
         writer.add(verl_row(sample, messages, images, split, index, key if isinstance(key, int) else -1,
                             truth), split, nbytes=nbytes)
         if cfg.format == "trl":
             writer.add(trl_row(sample, messages, images, truth), split, table="trl", nbytes=nbytes)
         stats.keep(split, sample.dataset, sample.answer_type, chars, len(images),
                    sample.truth.get("boxes") if sample.task == "grounding" else None)
+    stats.flush()
 
 
 def _split_of(rid: str, cfg: PrepConfig) -> str:

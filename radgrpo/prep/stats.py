@@ -2,51 +2,54 @@
 
 Every record read ends in exactly one bucket: kept (per split), dropped (malformed, per reason) or
 filtered (fine but unwanted, per reason), so `read == kept + dropped + filtered` always holds and
-nothing is lost silently. Length percentiles come from a fixed-size seeded reservoir sample.
+nothing is lost silently. Length and box-size statistics are fixed-size histograms.
 """
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from typing import Any
 
+import numpy as np
+
 from radgrpo.prep.errors import FILTERED, Drop
 
-_RESERVOIR = 10_000
 _EXAMPLES = 20
 
 
-class _Summary:
-    """min / max / mean plus reservoir percentiles of a stream of numbers."""
+class _Histogram:
+    """count / min / max / mean and percentiles of a stream of numbers, in fixed memory.
 
-    def __init__(self, seed: int):
-        self.n, self.total, self.lo, self.hi = 0, 0.0, None, None
-        self.sample: list[float] = []
-        self.rng = random.Random(seed)
+    Values are binned (`width` per bin over [0, bins * width), the last bin open-ended), so
+    percentiles are exact to one bin width. Adding a list at a time keeps the per-record cost at a
+    list append; the binning runs in numpy once per batch.
+    """
 
-    def add(self, value: float) -> None:
-        self.n += 1
-        self.total += value
-        self.lo = value if self.lo is None else min(self.lo, value)
-        self.hi = value if self.hi is None else max(self.hi, value)
-        if len(self.sample) < _RESERVOIR:
-            self.sample.append(value)
-        else:
-            j = self.rng.randrange(self.n)
-            if j < _RESERVOIR:
-                self.sample[j] = value
+    def __init__(self, width: float, bins: int):
+        self.width, self.counts = width, np.zeros(bins, dtype=np.int64)
+        self.n, self.total, self.lo, self.hi = 0, 0.0, float("inf"), float("-inf")
+
+    def add_many(self, values: list[float]) -> None:
+        if not values:
+            return
+        arr = np.asarray(values, dtype=np.float64)
+        self.n += arr.size
+        self.total += float(arr.sum())
+        self.lo, self.hi = min(self.lo, float(arr.min())), max(self.hi, float(arr.max()))
+        idx = np.minimum((arr / self.width).astype(np.int64), self.counts.size - 1)
+        self.counts += np.bincount(np.maximum(idx, 0), minlength=self.counts.size)
 
     def to_dict(self) -> dict[str, Any]:
         if not self.n:
             return {"count": 0}
-        ordered = sorted(self.sample)
-        pct = {f"p{p}": ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] for p in (50, 95, 99)}
+        cumulative = np.cumsum(self.counts)
+        pct = {f"p{p}": round(min(self.hi, (int(np.searchsorted(cumulative, self.n * p / 100)) + 1) * self.width), 6)
+               for p in (50, 95, 99)}
         return {"count": self.n, "min": self.lo, "max": self.hi, "mean": round(self.total / self.n, 4), **pct}
 
 
 class PrepStats:
-    def __init__(self, seed: int = 0):
+    def __init__(self):
         self.read = 0
         self.kept: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
@@ -54,12 +57,13 @@ class PrepStats:
         self.data_sources: Counter[str] = Counter()
         self.answer_types: Counter[str] = Counter()
         self.examples: list[dict[str, Any]] = []   # first malformed records, for strict mode and users
-        self.prompt_chars = _Summary(seed)
-        self.prompt_tokens = _Summary(seed)
-        self.images_per_row = Counter()
-        self.boxes_per_row = Counter()
-        self.box_width = _Summary(seed)
-        self.box_height = _Summary(seed)
+        self.prompt_chars = _Histogram(width=16, bins=4096)     # characters, exact to 16
+        self.prompt_tokens = _Histogram(width=8, bins=4096)     # tokens, exact to 8
+        self.box_width = _Histogram(width=0.001, bins=1001)     # normalised units
+        self.box_height = _Histogram(width=0.001, bins=1001)
+        self.images_per_row: Counter[int] = Counter()
+        self.boxes_per_row: Counter[int] = Counter()
+        self._pending: dict[str, list[float]] = {"chars": [], "tokens": [], "w": [], "h": []}
 
     def drop(self, drop: Drop, key: Any, rid: Any = None) -> None:
         self.read += 1
@@ -76,19 +80,31 @@ class PrepStats:
         self.kept[split] += 1
         self.data_sources[dataset] += 1
         self.answer_types[answer_type] += 1
-        self.prompt_chars.add(prompt_chars)
+        self._pending["chars"].append(prompt_chars)
         self.images_per_row[n_images] += 1
         if boxes is not None:
             self.boxes_per_row[len(boxes)] += 1
             for x1, y1, x2, y2 in boxes:
-                self.box_width.add(round(x2 - x1, 6))
-                self.box_height.add(round(y2 - y1, 6))
+                self._pending["w"].append(x2 - x1)
+                self._pending["h"].append(y2 - y1)
+
+    def tokens(self, count: int) -> None:
+        self._pending["tokens"].append(count)
+
+    def flush(self) -> None:
+        """Bin the values gathered since the last flush (call once per batch)."""
+        pending = self._pending
+        for hist, key in ((self.prompt_chars, "chars"), (self.prompt_tokens, "tokens"),
+                          (self.box_width, "w"), (self.box_height, "h")):
+            hist.add_many(pending[key])
+            pending[key] = []
 
     @property
     def malformed(self) -> int:
         return sum(self.dropped.values())
 
     def to_dict(self) -> dict[str, Any]:
+        self.flush()
         out = {
             "counts": {
                 "read": self.read, "kept": dict(self.kept), "kept_total": sum(self.kept.values()),

@@ -14,6 +14,7 @@ about abnormalities/diseases -> classification; a report request -> report; anyt
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from radgrpo.prep.boxes import extract_boxes, has_boxes, says_no_finding
@@ -66,8 +67,15 @@ def infer_task(turns: list[tuple[str, str]]) -> str:
     """The RadVLM task a conversation belongs to (see the module docstring)."""
     if len(turns) > 2:
         return "conversation"
-    question, answer = turns[0][1] or "", turns[1][1] or ""
-    if has_boxes(answer) or _LOCATION.search(question):
+    answer = turns[1][1] or ""
+    return "grounding" if has_boxes(answer) else _question_task(turns[0][1] or "")
+
+
+@lru_cache(maxsize=1 << 16)
+def _question_task(question: str) -> str:
+    """The task a single-turn question asks for. RadVLM questions come from a few hundred
+    templates, so this is memoised: 1.1M records cost a few hundred regex scans."""
+    if _LOCATION.search(question):
         return "grounding"
     if _CLASSIFICATION.search(question):
         return "classification"
