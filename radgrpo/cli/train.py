@@ -1,0 +1,68 @@
+"""`radgrpo`: compose a training run from conf/ and run it (here, or on SLURM via cluster=...).
+
+    radgrpo                                   # the embedded default: tiny Qwen2.5-VL, 2 GRPO steps on CPU
+    radgrpo model=qwen2_5_vl_7b data=prepared data.dir=/data/vindr cluster=slurm
+    radgrpo verl.trainer.total_training_steps=10 dry_run=true
+    radgrpo -m sampling=uniform,hard sampling.size=1000,2000,5000 cluster=slurm
+
+`verl.<key>=value` arguments pass straight through to verl's config (checked against its schema);
+they are rewritten to Hydra's force-add form `++verl.<key>=value` before Hydra parses them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+# conf/ sits beside the package at the top of the checkout (radgrpo installs editable: `make install`).
+CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def rewrite_verl_overrides(argv: list[str]) -> list[str]:
+    """`verl.a.b=1` -> `++verl.a.b=1`: verl keys are not in radgrpo's schema, so Hydra must add them."""
+    return [f"++{arg}" if arg.startswith("verl.") and "=" in arg else arg for arg in argv]
+
+
+def _fail(message: str) -> None:
+    print(f"radgrpo: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
+def train(cfg: DictConfig) -> dict | None:
+    from radgrpo.runs.plan import ConfigError, plan_run
+
+    try:
+        if cfg.dry_run:
+            plan = plan_run(cfg, materialise=False)
+            print(OmegaConf.to_yaml(plan.verl_config))
+            print(f"# device={plan.device} run_dir={plan.run_dir} (dry run: nothing started)")
+            return None
+        plan_run(cfg, materialise=False)  # fail fast on config errors before any job is queued
+    except ConfigError as exc:
+        _fail(str(exc))
+    from radgrpo.cluster import launch
+    from radgrpo.runs import local
+
+    summary = launch(cfg, local.run)
+    if summary is not None:
+        _print_summary(summary)
+    return summary
+
+
+def _print_summary(summary: dict) -> None:
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in summary.get("final_metrics", {}).items() if v is not None)
+    print(f"radgrpo: {summary['status']}: {summary['steps_completed']} steps in {summary['wall_time_s']} s; {metrics}")
+    print(f"radgrpo: run folder {summary['run_dir']} (summary.json, metrics.jsonl, checkpoints/)")
+
+
+def main() -> None:
+    sys.argv = [sys.argv[0], *rewrite_verl_overrides(sys.argv[1:])]
+    train()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""radgrpo's verl plugin, loaded by `import verl` in every process (entry point group `verl.plugins`).
+
+What it does depends on the process's environment, so one installed package serves CPU machines and
+GPU clusters alike:
+- always: applies radgrpo's workarounds for verl bugs (radgrpo.engine.verl_fixes), registers the `hf` rollout name (used only when `actor_rollout_ref.rollout.name=hf`) and
+  makes AutoProcessor build torchvision-free processors when torchvision is absent;
+- `VERL_PLATFORM=cpu` (set by radgrpo's engine for `cluster.device=cpu`, forwarded to every Ray
+  process): makes the CPU platform verl's platform.
+On a GPU node with the vllm rollout nothing here changes verl's behaviour.
+
+verl swallows exceptions raised while loading plugins (it logs them at debug level), so a failure
+here is printed to stderr before it propagates; radgrpo's engine also imports this module itself in
+the driver, where an error stops the run before Ray starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+INSTALLED = False
+
+
+def _register_hf_rollout() -> None:
+    from verl.workers.rollout import base, replica
+
+    from radgrpo.engine import hf_rollout
+
+    base._ROLLOUT_REGISTRY[(hf_rollout.ROLLOUT_NAME, "async")] = "radgrpo.engine.hf_rollout.HFServerAdapter"
+    replica.RolloutReplicaRegistry.register(hf_rollout.ROLLOUT_NAME, lambda: hf_rollout.HFRolloutReplica)
+
+
+def _install() -> None:
+    global INSTALLED
+    from radgrpo.engine import cpu_platform, verl_fixes
+    from radgrpo.models.processors import register_torchvision_free_processors
+
+    verl_fixes.install()
+    register_torchvision_free_processors()
+    if os.environ.get("VERL_PLATFORM", "").strip().lower() == cpu_platform.PLATFORM_NAME:
+        cpu_platform.install()
+    _register_hf_rollout()
+    INSTALLED = True
+
+
+try:
+    _install()
+except Exception:
+    print("radgrpo: the verl plugin failed to load:\n" + traceback.format_exc(), file=sys.stderr)
+    raise

@@ -1,0 +1,56 @@
+"""Run verl's PPO trainer in this process, the way `python -m verl.trainer.main_ppo` does.
+
+`run_ppo` is called directly instead of nesting verl's own `@hydra.main` app inside radgrpo's. The
+environment every Ray process needs (platform, threads, metrics file) is set here and forwarded
+through Ray's runtime env, so the plugin sees the same values in the driver and in every worker.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def process_env(device: str, metrics_path: Path, threads: int = 1) -> dict[str, str]:
+    """Variables for the driver and every Ray worker of a run."""
+    env = {
+        "VERL_FILE_LOGGER_PATH": str(metrics_path),
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads)),
+        "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS", str(threads)),
+    }
+    if device == "cpu":
+        env["VERL_PLATFORM"] = "cpu"
+        env["VERL_ENGINE_DEVICE"] = "cuda"
+    return env
+
+
+def attach_env(verl_cfg: DictConfig, env: dict[str, str]) -> None:
+    """Forward `env` to Ray workers through `ray_kwargs.ray_init.runtime_env.env_vars`."""
+    current = OmegaConf.select(verl_cfg, "ray_kwargs.ray_init.runtime_env.env_vars", default=None) or {}
+    merged = {**env, **OmegaConf.to_container(current, resolve=True)} if isinstance(current, DictConfig) else {
+        **env, **current}
+    OmegaConf.update(verl_cfg, "ray_kwargs.ray_init.runtime_env.env_vars", merged, merge=False, force_add=True)
+
+
+def run_verl(verl_cfg: DictConfig, env: dict[str, str]) -> None:
+    """Train with an already validated `verl_cfg` (see runs.plan); raises on failure. Shuts Ray down after."""
+    os.environ.update(env)
+    import ray
+    import verl  # noqa: F401  (loads radgrpo's plugin with the environment above)
+    from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+    from verl.utils.device import auto_set_device
+
+    import radgrpo.engine.plugin as plugin
+
+    if not plugin.INSTALLED:
+        raise RuntimeError("radgrpo's verl plugin did not load; see the error printed above")
+    attach_env(verl_cfg, env)
+    auto_set_device(verl_cfg)
+    try:
+        run_ppo(verl_cfg, task_runner_class=TaskRunnerV1)
+    finally:
+        if ray.is_initialized() and not OmegaConf.select(verl_cfg, "ray_kwargs.ray_init.address"):
+            ray.shutdown()

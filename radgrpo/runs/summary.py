@@ -1,0 +1,61 @@
+"""summary.json: what a run did, in one small file - the input of reports and of the SLURM launcher."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+# Metrics worth a line in the summary and on the console, in verl 0.9.1's names.
+HEADLINE_METRICS = (
+    "critic/score/mean",
+    "critic/rewards/mean",
+    "actor/pg_loss",
+    "actor/grad_norm",
+    "actor/kl_loss",
+    "training/rollout_probs_diff_mean",
+    "response_length/mean",
+)
+
+
+def _finite_or_none(value):
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> str | None:
+    marker = checkpoint_dir / "latest_checkpointed_iteration.txt"
+    if marker.exists():
+        return str(checkpoint_dir / f"global_step_{marker.read_text().strip()}")
+    return None
+
+
+def build_summary(run_dir: Path, steps: list[dict], *, wall_time_s: float, error: str | None) -> dict:
+    final = steps[-1]["data"] if steps else {}
+    train_steps = [s for s in steps if any(k.startswith("actor/") for k in s["data"])]
+    return {
+        "status": "failed" if error else "completed",
+        "error": error,
+        "steps_completed": max((int(s["step"]) for s in train_steps), default=0),
+        "first_step": min((int(s["step"]) for s in train_steps), default=None),
+        "wall_time_s": round(wall_time_s, 2),
+        "final_metrics": {k: _finite_or_none(final.get(k)) for k in HEADLINE_METRICS if k in final},
+        "reward_mean_per_step": [_finite_or_none(s["data"].get("critic/score/mean")) for s in train_steps],
+        "run_dir": str(run_dir),
+        "metrics_file": str(run_dir / "metrics.jsonl"),
+        "checkpoint_dir": str(run_dir / "checkpoints"),
+        "latest_checkpoint": latest_checkpoint(run_dir / "checkpoints"),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def write_summary(plan, *, started: float, error: str | None) -> dict:
+    from radgrpo.runs.local import load_metrics
+
+    summary = build_summary(plan.run_dir, load_metrics(plan.run_dir), wall_time_s=time.time() - started,
+                            error=error)
+    summary["device"] = plan.device
+    summary["model_path"] = plan.model_path
+    summary["train_files"] = plan.train_files
+    (plan.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
