@@ -149,7 +149,7 @@ def _wait(ready, proc: subprocess.Popen, timeout_s: float, what: str, log: Path)
         time.sleep(0.5)
 
 
-def _stop(proc: subprocess.Popen | None, what: str, timeout_s: float = 30) -> None:
+def _stop(proc: subprocess.Popen | None, what: str, timeout_s: float = 10) -> None:
     """SIGTERM the ``ray start --block`` process group (it stops its raylet, GCS ...), SIGKILL if stuck."""
     if proc is None or proc.poll() is not None:
         return

@@ -53,8 +53,8 @@ def _one_line(err: BaseException) -> str:
 class SweepReport(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         hydra = HydraConfig.get()
-        if hydra.mode != RunMode.MULTIRUN:
-            return
+        if hydra.mode != RunMode.MULTIRUN or os.environ.get("SLURM_PROCID", "0") != "0":
+            return  # multi-node runs: rank 0 speaks for the run
         failed = job_return.status == JobStatus.FAILED
         status = {
             "num": hydra.job.num,
