@@ -13,6 +13,8 @@ assignment (notes/rewards-and-metrics.md, "Matching").
 from __future__ import annotations
 
 import re
+from itertools import permutations
+from math import isfinite
 from typing import Sequence
 
 Box = tuple[float, float, float, float]
@@ -38,33 +40,28 @@ def parse_boxes(
     percent, all values <= 1 means unit, Qwen box tokens mean per mille, else pixels when the image
     size is known.
     """
-    raw: list[list[str]] = []
-    total = 0
-    for match in _BOX.finditer(text):
-        total += 1
-        if len(raw) < max_boxes:
-            groups = match.groups()
-            raw.append(list(groups[:4] if groups[0] is not None else groups[4:]))
-    if not raw:
+    matches = _BOX.findall(text)
+    if not matches:
         return [], 0, ""
-    percent = any(v.endswith("%") for box in raw for v in box)
-    try:
-        values = [[float(v.rstrip("%")) for v in box] for box in raw]
-    except OverflowError:
-        return [], total, "box coordinate overflows"
-    finite = [box for box in values if all(v == v and abs(v) != float("inf") for v in box)]
+    percent = "%" in text and any(v.endswith("%") for groups in matches[:max_boxes] for v in groups)
+    finite = []
+    for groups in matches[:max_boxes]:
+        numbers = groups[:4] if groups[0] else groups[4:]
+        box = tuple(float(v.rstrip("%")) for v in numbers) if percent else tuple(map(float, numbers))
+        if all(map(isfinite, box)):  # "1e999" reads as inf
+            finite.append(box)
     if not finite:
-        return [], total, "box coordinates are not finite"
+        return [], len(matches), "box coordinates are not finite"
     mode = coords if coords != "auto" else _detect(finite, percent, QWEN_BOX_TOKEN in text)
     if mode == "pixel" and not _valid_size(image_size):
-        return [], total, "pixel box coordinates but no image size in extra_info or ground truth"
+        return [], len(matches), "pixel box coordinates but no image size in extra_info or ground truth"
     sx, sy = _scales(mode, image_size)
     boxes = []
     for x1, y1, x2, y2 in finite:
         x1, x2 = sorted((_clip(x1 / sx), _clip(x2 / sx)))
         y1, y2 = sorted((_clip(y1 / sy), _clip(y2 / sy)))
         boxes.append((x1, y1, x2, y2))
-    return boxes, total, ""
+    return boxes, len(matches), ""
 
 
 def _detect(values: list[list[float]], percent: bool, qwen: bool) -> str:
@@ -116,6 +113,12 @@ def match_boxes(pred: Sequence[Box], gt: Sequence[Box]) -> list[float]:
         return []
     if len(pred) == 1 or len(gt) == 1:  # the optimum is the single best pair; no solver needed
         return [max(iou(p, g) for p in pred for g in gt)]
+    if len(pred) <= 3 and len(gt) <= 3:  # at most 6 assignments: cheaper to try them than to call scipy
+        matrix = [[iou(p, g) for g in gt] for p in pred]
+        if len(pred) > len(gt):
+            matrix = [list(column) for column in zip(*matrix)]
+        best = max(permutations(range(len(matrix[0])), len(matrix)), key=lambda cols: sum(r[c] for r, c in zip(matrix, cols)))
+        return [row[c] for row, c in zip(matrix, best)]
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 

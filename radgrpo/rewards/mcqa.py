@@ -35,23 +35,30 @@ def gold_label(gt: dict) -> str | None:
 
 def extract_choice(text: str, options: dict | None = None) -> str | None:
     """The option letter the output chooses, or None (see module docstring for the rules)."""
-    boxed = _BOXED.findall(text[-_SCAN_CHARS:])
-    candidates = [boxed[-1]] if boxed else []
-    for tag in ("answer", "SOLUTION"):
-        if f"<{tag}>" in text:
-            section = tag_section(text, tag)
-            if section is not None:
-                candidates.append(section)
-    tail = answer_section(text, tags=())
-    stated = _ANSWER_IS.findall(tail[-_SCAN_CHARS:])
-    if stated:
-        candidates.append(stated[-1])
-    candidates.append(tail)
-    for candidate in candidates:
+    for candidate in _candidates(text):
         letter = _letter_in(candidate[:_SCAN_CHARS], options)
         if letter is not None:
             return letter
     return None
+
+
+def _candidates(text: str):
+    """Where the answer may be, most explicit first; lazily, as the first hit usually decides."""
+    if "\\boxed{" in text:
+        boxed = _BOXED.findall(text[-_SCAN_CHARS:])
+        if boxed:
+            yield boxed[-1]
+    for tag in ("answer", "SOLUTION"):
+        if f"<{tag}>" in text:
+            section = tag_section(text, tag)
+            if section is not None:
+                yield section
+    tail = answer_section(text, tags=())
+    if "nswer" in tail:
+        stated = _ANSWER_IS.findall(tail[-_SCAN_CHARS:])
+        if stated:
+            yield stated[-1]
+    yield tail
 
 
 def _letter_in(text: str, options: dict | None) -> str | None:

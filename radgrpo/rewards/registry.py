@@ -91,25 +91,25 @@ def _decode(ground_truth: str) -> dict:
 
 
 def _finalise(reward: Reward, out: dict) -> dict:
-    value = _finite(out.get("score"), reward.low)
-    result = {"score": min(max(value, reward.low), reward.high)}
+    value = out.get("score")
+    if type(value) is float and reward.low <= value <= reward.high:  # the common case; NaN fails it
+        result = {"score": value}
+    else:
+        result = {"score": min(max(_finite(value, reward.low), reward.low), reward.high)}
+        if not out.get("reason"):
+            result["reason"] = f"score {value!r} replaced to stay in [{reward.low}, {reward.high}]"
     for key in reward.components:
         result[key] = _finite(out.get(key), 0.0)
     if out.get("reason"):
         result["reason"] = str(out["reason"])
-    elif value != result["score"] or not _is_finite(out.get("score")):
-        result["reason"] = f"score {out.get('score')!r} replaced to stay in [{reward.low}, {reward.high}]"
     return result
 
 
-def _is_finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
-
-
 def _finite(value: Any, default: float) -> float:
+    if type(value) is float:
+        return value if value - value == 0.0 else default  # inf - inf and nan - nan are nan
     try:
         value = float(value)
     except (TypeError, ValueError, OverflowError):
         return default
     return value if math.isfinite(value) else default
-

@@ -14,28 +14,35 @@ from typing import Any
 from radgrpo.rewards.config import Term, resolve_terms
 from radgrpo.rewards.registry import get_reward, score
 
-# reward_kwargs are the same for every sample of a run; resolving them once per process (keyed on
-# their repr) keeps the per-sample cost to the rewards themselves.
-_RESOLVED: dict[str, tuple[Term, ...]] = {}
+# verl passes the same reward_kwargs objects for every sample (functools.partial over the config
+# values), so the resolved terms are cached on their identities: the per-sample cost stays the
+# rewards' own. The values are kept in the cache so that their ids cannot be reused.
+_RESOLVED: dict[tuple, tuple[tuple, tuple]] = {}
 
 
 def compute_score(
     data_source: Any, solution_str: Any, ground_truth: Any, extra_info: Any = None, **reward_kwargs: Any
 ) -> dict:
     """Weighted sum of the configured terms for one sample, plus every term and component."""
-    key = repr(reward_kwargs)
-    terms = _RESOLVED.get(key)
-    if terms is None:
-        terms = _RESOLVED[key] = resolve_terms(_plain(reward_kwargs))
+    values = tuple(reward_kwargs.values())
+    key = (tuple(reward_kwargs), tuple(map(id, values)))
+    cached = _RESOLVED.get(key)
+    if cached is None or any(a is not b for a, b in zip(cached[0], values)):
+        cached = _RESOLVED[key] = (values, _with_component_keys(resolve_terms(_plain(reward_kwargs))))
     info = extra_info if isinstance(extra_info, dict) else None
     total, out = 0.0, {}
-    for term in terms:
+    for term, component_keys in cached[1]:
         result = score(term.name, solution_str, ground_truth, info, **term.params)
         total += term.weight * result["score"]
         out[term.key] = result["score"]
-        for component in get_reward(term.name).components:
-            out[f"{term.key}/{component}"] = result[component]
+        for component, key in component_keys:
+            out[key] = result[component]
     return {"score": total, **out}
+
+
+def _with_component_keys(terms: tuple[Term, ...]) -> tuple:
+    """Each term with its (component, "<key>/<component>") pairs, built once per config."""
+    return tuple((t, tuple((c, f"{t.key}/{c}") for c in get_reward(t.name).components)) for t in terms)
 
 
 def _plain(value: Any) -> Any:
