@@ -32,12 +32,14 @@ class ServerSettings:
     retries: int = 1
 
     @classmethod
-    def from_config(cls, config: Mapping | None, key: str) -> "ServerSettings":
+    def from_config(
+        cls, config: Mapping | None, key: str, service: str = "the reward server (launchers/reward_server.sh)"
+    ) -> "ServerSettings":
         """Settings from a `server`/`judge` config mapping; ValueError naming `key`.url when unset."""
         config = config or {}
         url = config.get("url")
         if not url:
-            raise ValueError(f"{key}.url is not set: start the server (launchers/reward_server.sh) and set {key}.url")
+            raise ValueError(f"{key}.url is not set: start {service} and set {key}.url to its address")
         token = config.get("token") or os.environ.get(TOKEN_ENV)
         return cls(str(url).rstrip("/"), token, float(config.get("timeout", 30.0)), int(config.get("retries", 1)))
 

@@ -17,6 +17,7 @@ from radgrpo.rewards.registry import register
 from radgrpo.rewards.text import answer_section
 from radgrpo.rewards.text_metrics import reference_text
 
+JUDGE = "an OpenAI-compatible judge endpoint (e.g. vLLM serving GREEN-RadLlama2-7b)"
 SIGNIFICANT = "[Clinically Significant Errors]"
 INSIGNIFICANT = "[Clinically Insignificant Errors]"
 MATCHED = "[Matched Findings]"
@@ -108,7 +109,7 @@ def green_score(counts: dict[str, int], matched: int) -> float:
 
 def _check(params: dict) -> None:
     judge = params.get("judge") or {}
-    ServerSettings.from_config(judge, "reward.judge")
+    ServerSettings.from_config(judge, "reward.judge", JUDGE)
     if not judge.get("model"):
         raise ValueError("reward.judge.model is not set: give the model name the judge endpoint serves")
 
@@ -120,7 +121,7 @@ def green_reward(text: str, gt: dict, extra_info: dict, judge: dict | None = Non
     if reference is None:
         return {"score": 0.0, "reason": f"ground truth has no reference report (task {gt.get('task')!r})"}
     judge = judge or {}
-    settings = ServerSettings.from_config(judge, "reward.judge")
+    settings = ServerSettings.from_config(judge, "reward.judge", JUDGE)
     prompt = PROMPT.format(reference=reference[:4000], candidate=answer_section(text)[:4000])
     payload = {
         "model": judge.get("model"),
