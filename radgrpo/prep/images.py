@@ -58,6 +58,7 @@ class ImageResolver:
         self._root = str(root)
         self._known: dict[str, str | Drop] = {}   # absolute path -> usable path, or its Drop
         self._batch_bytes: dict[int, str | bytes | Drop] = {}  # id(bytes ref) -> verdict, one batch
+        self._single: dict[str, list[dict[str, Any]]] = {}     # path -> entries of a one-image row
         self._pool = ThreadPoolExecutor(max_workers=max(1, options.workers))
         self.converted = 0
 
@@ -80,7 +81,20 @@ class ImageResolver:
         self._batch_bytes = dict(zip(map(id, blobs), self._pool.map(self._bytes_verdict, blobs)))
 
     def entries(self, refs: list[Any]) -> list[dict[str, Any]]:
-        """verl `images` entries for one record's references (after keep_first_k)."""
+        """verl `images` entries for one record's references (after keep_first_k).
+
+        A lone path reference (the common case) is memoised; callers must not mutate the result.
+        """
+        if len(refs) == 1 and isinstance(refs[0], str) and self.options.mode == "path":
+            entries = self._single.get(refs[0])
+            if entries is None:
+                if len(self._single) >= 1 << 17:
+                    self._single.clear()
+                entries = self._single[refs[0]] = self._entries(refs)
+            return entries
+        return self._entries(refs)
+
+    def _entries(self, refs: list[Any]) -> list[dict[str, Any]]:
         if self.options.keep_first_k is not None:
             refs = refs[: self.options.keep_first_k]
         out, first_drop = [], None

@@ -78,18 +78,25 @@ class JsonStream:
 class _Parser:
     """The chunked element parser behind `JsonStream` for list and dict layouts."""
 
-    def __init__(self, fh, stream: JsonStream):
+    def __init__(self, fh, stream: JsonStream, base: int = 0):
         self.fh = fh
         self.stream = stream
         self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         self.buf = ""
         self.pos = 0
+        self.base = base  # file offset of buf[0]
         self.eof = False
+
+    @property
+    def offset(self) -> int:
+        """File offset (bytes) of the parse position."""
+        return self.base + len(self.buf[: self.pos].encode("utf-8", "surrogateescape"))
 
     def _more(self) -> bool:
         """Append one chunk to the buffer, dropping what was consumed; False at end of file."""
         if self.eof:
             return False
+        self.base = self.offset
         data = self.stream._read(self.fh, self.stream.chunk_size)
         if not data:
             self.eof = True
@@ -138,10 +145,12 @@ class _Parser:
         if first not in ("[", "{"):
             yield 0, Drop("invalid_json", "input is neither a JSON list nor a JSON object")
             return
-        is_dict = first == "{"
-        close = "}" if is_dict else "]"
         self.pos += 1
-        index = 0
+        yield from self.items(is_dict=first == "{")
+
+    def items(self, is_dict: bool = False, index: int = 0) -> Iterator[tuple[Any, Any]]:
+        """The elements after the opening bracket (or after a previous element's end)."""
+        close = "}" if is_dict else "]"
         while True:
             ch = self._skip_ws()
             if ch == close:

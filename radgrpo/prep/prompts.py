@@ -26,9 +26,25 @@ class PromptTemplate:
             self.user.format(question="", instruction="")
         except (KeyError, IndexError, ValueError) as exc:
             raise PrepError(f"prompt.user may only use {{question}} and {{instruction}}: {exc}") from None
+        object.__setattr__(self, "_memo", {})
 
     def render(self, sample: Sample, n_images: int) -> list[dict[str, str]]:
-        """The chat messages of one row: system, earlier turns, then the question."""
+        """The chat messages of one row: system, earlier turns, then the question.
+
+        Single-turn prompts are memoised by (question, task, image count): RadVLM questions come
+        from templates, so most rows reuse a rendered prompt (callers must not mutate it).
+        """
+        if sample.history:
+            return self._render(sample, n_images)
+        key = (sample.question, sample.task, n_images)
+        messages = self._memo.get(key)
+        if messages is None:
+            if len(self._memo) >= 1 << 16:
+                self._memo.clear()
+            messages = self._memo[key] = self._render(sample, n_images)
+        return messages
+
+    def _render(self, sample: Sample, n_images: int) -> list[dict[str, str]]:
         instruction = self.instructions.get(sample.task, "") or ""
         final = self.user.format(question=sample.question, instruction=instruction).strip()
         turns = [dict(m) for m in sample.history] + [{"role": "user", "content": final}]

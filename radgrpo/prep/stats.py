@@ -29,8 +29,8 @@ class _Histogram:
         self.width, self.counts = width, np.zeros(bins, dtype=np.int64)
         self.n, self.total, self.lo, self.hi = 0, 0.0, float("inf"), float("-inf")
 
-    def add_many(self, values: list[float]) -> None:
-        if not values:
+    def add_many(self, values) -> None:
+        if len(values) == 0:
             return
         arr = np.asarray(values, dtype=np.float64)
         self.n += arr.size
@@ -63,7 +63,8 @@ class PrepStats:
         self.box_height = _Histogram(width=0.001, bins=1001)
         self.images_per_row: Counter[int] = Counter()
         self.boxes_per_row: Counter[int] = Counter()
-        self._pending: dict[str, list[float]] = {"chars": [], "tokens": [], "w": [], "h": []}
+        self._pending: dict[str, list[float]] = {"tokens": []}
+        self._kept_rows: list[tuple] = []
 
     def drop(self, drop: Drop, key: Any, rid: Any = None) -> None:
         self.read += 1
@@ -74,30 +75,44 @@ class PrepStats:
         if len(self.examples) < _EXAMPLES:
             self.examples.append({"record": key, "id": rid, "reason": drop.reason, "detail": drop.detail[:300]})
 
+    def filtered_out(self, reason: str) -> None:
+        """Count a record filtered by `reason` (the fast path's Drop-free form of `drop`)."""
+        self.read += 1
+        self.filtered[reason] += 1
+
     def keep(self, split: str, dataset: str, answer_type: str, prompt_chars: int, n_images: int,
              boxes: list | None) -> None:
-        self.read += 1
-        self.kept[split] += 1
-        self.data_sources[dataset] += 1
-        self.answer_types[answer_type] += 1
-        self._pending["chars"].append(prompt_chars)
-        self.images_per_row[n_images] += 1
-        if boxes is not None:
-            self.boxes_per_row[len(boxes)] += 1
-            for x1, y1, x2, y2 in boxes:
-                self._pending["w"].append(x2 - x1)
-                self._pending["h"].append(y2 - y1)
+        """Count a kept row (queued as one tuple; `flush` aggregates the batch in C)."""
+        self._kept_rows.append((split, dataset, answer_type, prompt_chars, n_images, boxes))
 
     def tokens(self, count: int) -> None:
         self._pending["tokens"].append(count)
 
     def flush(self) -> None:
-        """Bin the values gathered since the last flush (call once per batch)."""
-        pending = self._pending
-        for hist, key in ((self.prompt_chars, "chars"), (self.prompt_tokens, "tokens"),
-                          (self.box_width, "w"), (self.box_height, "h")):
-            hist.add_many(pending[key])
-            pending[key] = []
+        """Aggregate the rows kept since the last flush (call once per batch)."""
+        self.prompt_tokens.add_many(self._pending["tokens"])
+        self._pending["tokens"] = []
+        if not self._kept_rows:
+            return
+        splits, datasets, answer_types, chars, n_images, boxes = zip(*self._kept_rows)
+        self._kept_rows = []
+        self.read += len(splits)
+        self.kept.update(splits)
+        self.data_sources.update(datasets)
+        self.answer_types.update(answer_types)
+        self.images_per_row.update(n_images)
+        self.prompt_chars.add_many(chars)
+        row_boxes = [b for b in boxes if b is not None]
+        self.boxes_per_row.update(map(len, row_boxes))
+        flat = [box for b in row_boxes for box in b]
+        if flat:
+            arr = np.asarray(flat, dtype=np.float64)
+            self.box_width.add_many(arr[:, 2] - arr[:, 0])
+            self.box_height.add_many(arr[:, 3] - arr[:, 1])
+
+    @property
+    def kept_total(self) -> int:
+        return sum(self.kept.values()) + len(self._kept_rows)
 
     @property
     def malformed(self) -> int:

@@ -12,11 +12,13 @@ API:
 
     with DatasetWriter("/data/prepared/x", schemas={"": verl_schema(...)}) as writer:
         writer.add(row_dict, split="train")            # one row at a time, any number
+        writer.add_table(arrow_table, split="val")     # or a batch of rows at once
         writer.add(trl_dict, split="train", table="trl")
         writer.publish({"source": ..., "counts": ...})  # shards closed, manifest written, renamed
 
 Rows are buffered `row_group_rows` at a time, so memory is bounded by that, not by the dataset. A
-shard is closed after `max_rows_per_shard` rows or about `max_bytes_per_shard` bytes. Everything is
+shard is closed after `max_rows_per_shard` rows or about `max_bytes_per_shard` bytes (arrow size,
+embedded image bytes included). Everything is
 written into a hidden sibling folder `.<name>.tmp-<pid>-<random>` and renamed over `<output>` only by
 `publish`; leaving the `with` block without publishing (an exception, Ctrl-C) deletes it, and a
 killed process leaves only that hidden folder, which has no manifest and is removed by the next
@@ -62,15 +64,24 @@ class DatasetWriter:
         if not self._published:
             self.abort()
 
-    def add(self, row: dict[str, Any], split: str, table: str = "", nbytes: int = 0) -> None:
-        """Queue one row for `<table>/<split>/`; `nbytes` (e.g. embedded image bytes) counts toward
-        the shard size bound."""
+    def add(self, row: dict[str, Any], split: str, table: str = "") -> None:
+        """Queue one row for `<table>/<split>/`."""
+        self._shards_of(table, split).add(row)
+
+    def add_table(self, rows: pa.Table, split: str, table: str = "") -> None:
+        """Append a batch of rows (an arrow table with this table's schema) to `<table>/<split>/`."""
+        if rows.num_rows:
+            shards = self._shards_of(table, split)
+            shards.flush()
+            shards.rows += rows.num_rows
+            shards.write(rows)
+
+    def _shards_of(self, table: str, split: str) -> _Shards:
         key = (table, split)
-        shards = self._shards.get(key)
-        if shards is None:
+        if key not in self._shards:
             folder = self.tmp / table / split if table else self.tmp / split
-            shards = self._shards[key] = _Shards(folder, self.schemas.get(table), self)
-        shards.add(row, nbytes)
+            self._shards[key] = _Shards(folder, self.schemas.get(table), self)
+        return self._shards[key]
 
     def counts(self, table: str = "") -> dict[str, int]:
         """Rows added so far per split of one table."""
@@ -109,41 +120,46 @@ class _Shards:
         self.schema = schema
         self.owner = owner
         self.buffer: list[dict] = []
-        self.buffer_bytes = 0
         self.writer: pq.ParquetWriter | None = None
         self.shard_rows = 0
         self.shard_bytes = 0
         self.rows = 0
         self.files: list[dict[str, Any]] = []
 
-    def add(self, row: dict, nbytes: int) -> None:
+    def add(self, row: dict) -> None:
         self.buffer.append(row)
-        self.buffer_bytes += nbytes
         self.rows += 1
-        if (len(self.buffer) >= self.owner.row_group_rows
-                or self.shard_rows + len(self.buffer) >= self.owner.max_rows_per_shard
-                or self.shard_bytes + self.buffer_bytes >= self.owner.max_bytes_per_shard):
+        if len(self.buffer) >= self.owner.row_group_rows:
             self.flush()
 
     def flush(self) -> None:
-        if not self.buffer:
-            return
-        table = pa.Table.from_pylist(self.buffer, schema=self.schema)
+        if self.buffer:
+            table = pa.Table.from_pylist(self.buffer, schema=self.schema)
+            self.buffer = []
+            self.write(table)
+
+    def write(self, table: pa.Table) -> None:
+        """Write rows to the open shard, starting new shards at the row and byte bounds."""
         if self.schema is None:
             self.schema = table.schema
-        if self.writer is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            name = f"part-{len(self.files):05d}.parquet"
-            self.writer = pq.ParquetWriter(self.folder / name, self.schema, compression="zstd")
-            self.files.append({"name": name, "rows": 0})
-        self.writer.write_table(table)
-        self.files[-1]["rows"] += table.num_rows
-        self.shard_rows += table.num_rows
-        self.shard_bytes += self.buffer_bytes + table.nbytes
-        self.buffer, self.buffer_bytes = [], 0
-        if (self.shard_rows >= self.owner.max_rows_per_shard
-                or self.shard_bytes >= self.owner.max_bytes_per_shard):
-            self._close_shard()
+        per_row = table.nbytes / max(table.num_rows, 1)
+        while table.num_rows:
+            if self.writer is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                name = f"part-{len(self.files):05d}.parquet"
+                self.writer = pq.ParquetWriter(self.folder / name, self.schema, compression="zstd")
+                self.files.append({"name": name, "rows": 0})
+            room_rows = self.owner.max_rows_per_shard - self.shard_rows
+            room_bytes = int((self.owner.max_bytes_per_shard - self.shard_bytes) / per_row) if per_row else room_rows
+            part = table.slice(0, max(1, min(room_rows, room_bytes)))
+            table = table.slice(part.num_rows)
+            self.writer.write_table(part)
+            self.files[-1]["rows"] += part.num_rows
+            self.shard_rows += part.num_rows
+            self.shard_bytes += per_row * part.num_rows
+            if (self.shard_rows >= self.owner.max_rows_per_shard
+                    or self.shard_bytes >= self.owner.max_bytes_per_shard):
+                self._close_shard()
 
     def _close_shard(self) -> None:
         if self.writer is not None:

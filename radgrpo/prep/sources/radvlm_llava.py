@@ -96,7 +96,7 @@ def to_sample(key: Any, record: Any, options) -> Sample:
     if task != options.task:
         raise Drop("other_task", task)
 
-    images = image_refs(record.get("image", record.get("images")))
+    images = image_refs(record["image"] if record.get("image") is not None else record.get("images"))
     history = [(role, require_text(text, "empty_question" if role == "user" else "empty_answer",
                                    f"turn {i}")) for i, (role, text) in enumerate(turns)]
     question = split_image_tags(history[-2][1], len(images))
