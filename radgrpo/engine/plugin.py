@@ -2,7 +2,8 @@
 
 What it does depends on the process's environment, so one installed package serves CPU machines and
 GPU clusters alike:
-- always: applies radgrpo's workarounds for verl bugs (radgrpo.engine.verl_fixes), registers the `hf` rollout name (used only when `actor_rollout_ref.rollout.name=hf`) and
+- always: adds each reward component's batch mean to the step metrics (radgrpo.engine.reward_metrics),
+  applies radgrpo's workarounds for verl bugs (radgrpo.engine.verl_fixes), registers the `hf` rollout name (used only when `actor_rollout_ref.rollout.name=hf`) and
   makes AutoProcessor build torchvision-free processors when torchvision is absent;
 - `VERL_PLATFORM=cpu` (set by radgrpo's engine for `cluster.device=cpu`, forwarded to every Ray
   process): makes the CPU platform verl's platform.
@@ -37,6 +38,7 @@ def _install() -> None:
     from radgrpo.models.processors import register_torchvision_free_processors
 
     verl_fixes.install()
+    from radgrpo.engine import reward_metrics  # noqa: F401  (per-component reward metrics, verl #2115)
     register_torchvision_free_processors()
     if os.environ.get("VERL_PLATFORM", "").strip().lower() == cpu_platform.PLATFORM_NAME:
         cpu_platform.install()

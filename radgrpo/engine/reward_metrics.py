@@ -12,8 +12,7 @@ reach the "file" JSONL logger and wandb with the rest of the step's metrics.
 The wrap has to happen in the process that runs the trainer (verl's TaskRunner Ray actor). Importing
 this module installs it: at once if verl's trainer module is already imported, else through an
 import hook that patches it right after it loads (importing the trainer here would cost every verl
-process ~10 s). `reward_metric_overrides()` gives the verl override that imports this module in
-every Ray worker through verl's `VERL_USE_EXTERNAL_MODULES`.
+process ~10 s). radgrpo's verl plugin imports this module, so every verl process has the hook.
 """
 
 from __future__ import annotations
@@ -25,11 +24,6 @@ import sys
 
 TRAINER_MODULE = "verl.trainer.ppo.v1.trainer_base"
 PREFIX = "reward"
-
-
-def reward_metric_overrides() -> list[str]:
-    """Hydra overrides of verl's ppo_trainer config that make every Ray worker import this module."""
-    return [f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES={__name__}"]
 
 
 def reward_component_metrics(reward_extra_infos: list) -> dict[str, float]:

@@ -29,6 +29,8 @@ OPEN_VERL_NODES = (
     "actor_rollout_ref.rollout.engine_kwargs",
 )
 
+FP32_MIXED_PRECISION = {"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"}
+
 # verl on a CPU: values from ../shared/notes/verl-on-cpu.md, each the fix of a measured failure.
 CPU_PROFILE = {
     "trainer.device": "cpu",
@@ -44,6 +46,10 @@ CPU_PROFILE = {
     "actor_rollout_ref.model.use_remove_padding": False,
     "actor_rollout_ref.model.override_config.attn_implementation": "sdpa",
     "actor_rollout_ref.actor.fsdp_config.param_offload": False,
+    # float32 compute (FSDP's default mixed precision is bf16): CPUs gain nothing from bf16, and the hf
+    # rollout computes log-probs in float32, so verl's rollout-vs-actor probability check stays tight.
+    "actor_rollout_ref.actor.fsdp_config.mixed_precision": FP32_MIXED_PRECISION,
+    "actor_rollout_ref.ref.fsdp_config.mixed_precision": FP32_MIXED_PRECISION,
     "actor_rollout_ref.actor.fsdp_config.optimizer_offload": False,
     "reward.num_workers": 1,
     "transfer_queue.backend.SimpleStorage.num_data_storage_units": 2,

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from radgrpo.engine.reward_metrics import reward_component_metrics, reward_metric_overrides, with_reward_components
+from radgrpo.engine.reward_metrics import reward_component_metrics, with_reward_components
 from radgrpo.rewards.verl_entry import compute_score
 
 TERMS = [{"name": "iou", "weight": 0.9, "params": {}}, {"name": "format", "weight": 0.1, "params": {}}]
@@ -49,18 +49,14 @@ def test_wrapped_compute_metrics_adds_components_of_non_padding_samples():
     assert seen == {"keys": ["k0", "k1", "k2"], "partition_id": "train", "fields": ["extra_fields"]}
 
 
-def test_the_override_patches_verls_trainer_in_a_fresh_process():
-    # What happens in verl's TaskRunner actor: the env var of the override makes `import verl`
-    # import radgrpo.engine.reward_metrics, whose import hook patches the trainer when it loads.
-    (override,) = reward_metric_overrides()
-    key, _, module = override.partition("=")
-    name = key.rpartition(".")[2]
-    assert name == "VERL_USE_EXTERNAL_MODULES"
+def test_the_plugin_patches_verls_trainer_in_a_fresh_process():
+    # What happens in verl's TaskRunner actor: `import verl` loads radgrpo's plugin (entry point
+    # verl.plugins), which imports radgrpo.engine.reward_metrics, whose hook patches the trainer.
     code = (
         "import verl\n"
         "from verl.trainer.ppo.v1 import get_trainer_cls\n"
         "print(getattr(get_trainer_cls('sync')._compute_metrics, 'radgrpo_reward_components', False))\n"
     )
-    env = {**os.environ, name: module, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.stdout.strip().splitlines()[-1] == "True", result.stderr[-2000:]
