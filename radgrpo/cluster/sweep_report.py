@@ -8,8 +8,9 @@ callback (set by conf/cluster/slurm.yaml):
   (status, one-line error, log paths, SLURM job id) and hands Hydra a completed return for a failed
   run, so the sweep goes on collecting the others;
 - ``on_multirun_end`` (in the submitting process) reads every run's status, prints one line per run,
-  writes ``<sweep_dir>/sweep_report.json`` and raises a one-line ``SweepFailed`` naming each failed
-  run and its log, so the command still exits non-zero.
+  writes ``<sweep_dir>/sweep_report.json`` and, when a run failed, prints one line naming each failed
+  run and its log and exits with status 1 (SystemExit: Hydra turns a callback's exceptions into
+  warnings, which would end a failed sweep with status 0).
 
 A run killed outright (no Python left to write its status) makes submitit raise in the launcher
 first; that error names the job's log files itself.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +31,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 STATUS_FILE = "job_status.json"
-
-
-class SweepFailed(RuntimeError):
-    """Some runs of a sweep failed; the message names them and their logs."""
 
 
 def _log_paths() -> dict[str, str]:
@@ -99,4 +97,6 @@ class SweepReport(Callback):
                 f"#{r.get('num', '?')} ({' '.join(r['overrides'])}) log: {r.get('log', {}).get('stderr', r['run_dir'])}"
                 for r in failed
             )
-            raise SweepFailed(f"{len(failed)} of {len(runs)} sweep runs failed: {names}")
+            print(f"radgrpo: error: {len(failed)} of {len(runs)} sweep runs failed: {names}", file=sys.stderr,
+                  flush=True)
+            raise SystemExit(1)
