@@ -103,12 +103,15 @@ def submit_and_wait(cfg: DictConfig, run_local: RunLocal) -> dict | None:
     return results[0]
 
 
-def last_error_line(message: str) -> str:
-    """The exception line of the traceback submitit puts in its error, else its first line."""
-    trace = message.split("-" * 22)
-    body = trace[1] if len(trace) > 2 else message
-    lines = [ln.strip() for ln in body.strip().splitlines() if ln.strip()]
+ERROR_LINE = re.compile(r"^([\w.]+(Error|Exception|Exit|Interrupt))(\([\w.]+\))?: \S")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def last_error_line(text: str) -> str:
+    """The deepest ``SomeError: message`` line of a traceback (a Ray task error nests the real cause
+    last), else the first non-empty line; ANSI colours removed, at most 300 characters."""
+    lines = [ln.strip() for ln in ANSI.sub("", text).splitlines() if ln.strip()]
     for line in reversed(lines):
-        if re.match(r"^[\w.]+(Error|Exception|Exit|Interrupt)\b", line) or ": " in line and not line.startswith("File "):
+        if ERROR_LINE.match(line):
             return line[:300]
-    return (lines[-1] if lines else message.strip().splitlines()[0])[:300]
+    return (lines[0] if lines else "unknown error")[:300]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from radgrpo.cluster.submit import last_error_line
 
 STATUS_FILE = "job_status.json"
 
@@ -41,11 +44,6 @@ def _log_paths() -> dict[str, str]:
 
     paths = submitit.JobEnvironment().paths
     return {"stdout": str(paths.stdout), "stderr": str(paths.stderr)}
-
-
-def _one_line(err: BaseException) -> str:
-    text = f"{type(err).__name__}: {err}".strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 class SweepReport(Callback):
@@ -64,7 +62,12 @@ class SweepReport(Callback):
             "log": _log_paths(),
         }
         if failed:
-            status["error"] = _one_line(job_return._return_value)
+            err = job_return._return_value
+            trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+            status["error"] = last_error_line(trace)
+            # Hydra keeps the exception for the sweeper; put it in this run's log too
+            print(trace, f"[radgrpo.sweep] run #{hydra.job.num} failed: {status['error']}", sep="\n",
+                  file=sys.stderr, flush=True)
         Path(hydra.runtime.output_dir, STATUS_FILE).write_text(json.dumps(status, indent=1))
         if failed:
             # Reported by on_multirun_end once every run is in; letting Hydra see the failure now
