@@ -86,6 +86,7 @@ class _Parser:
         self.pos = 0
         self.base = base  # file offset of buf[0]
         self.eof = False
+        self.sep = ""  # the text between two elements, e.g. ",\n    {", learnt from the input
 
     @property
     def offset(self) -> int:
@@ -130,12 +131,22 @@ class _Parser:
             return value
 
     def _resync(self) -> bool:
-        """Skip the broken element at pos; False if the file ends inside it (truncated)."""
+        """Skip the broken element at pos; False if the file ends inside it (truncated).
+
+        The element's end is found by matching brackets; when they do not match (a record with a
+        stray or missing bracket), the next element is found by the separator seen between the
+        previous two elements (e.g. ",\n    {"), which machine-written files keep constant.
+        """
         while True:
             end = _element_end(self.buf, self.pos)
-            if end is not None:
+            if end is not None and end >= 0:
                 self.pos = end
                 return True
+            if end == -1 and self.sep:
+                found = self.buf.find(self.sep, self.pos + 1)
+                if found >= 0:
+                    self.pos = found
+                    return True
             if not self._more():
                 self.pos = len(self.buf)
                 return False
@@ -151,6 +162,7 @@ class _Parser:
     def items(self, is_dict: bool = False, index: int = 0) -> Iterator[tuple[Any, Any]]:
         """The elements after the opening bracket (or after a previous element's end)."""
         close = "}" if is_dict else "]"
+        separator_at = None  # (buffer, index) of the ',' after the last good element, to learn `sep`
         while True:
             ch = self._skip_ws()
             if ch == close:
@@ -161,6 +173,9 @@ class _Parser:
             if ch == ",":  # an empty slot, e.g. after a skipped broken element
                 self.pos += 1
                 continue
+            if separator_at is not None and not self.sep and separator_at[0] is self.buf:
+                self.sep = self.buf[separator_at[1]: self.pos + 1]
+            separator_at = None
             key: Any = index
             try:
                 if is_dict:
@@ -182,6 +197,7 @@ class _Parser:
             index += 1
             after = self._skip_ws()
             if after == ",":
+                separator_at = (self.buf, self.pos)
                 self.pos += 1
             elif after not in (close, ""):
                 # garbage between elements: skip it as one broken element
@@ -193,12 +209,12 @@ class _Parser:
 
 
 def _element_end(buf: str, start: int) -> int | None:
-    """Index of the ',' or closing bracket that ends the element starting at `start`, or None.
+    """Index of the ',' or closing bracket that ends the element starting at `start`.
 
-    Tracks strings and bracket depth only, so it also finds the end of an element that is not valid
-    JSON. None means the buffer ends first.
+    Tracks strings and matched brackets only, so it also finds the end of an element that is not
+    valid JSON. None means the buffer ends first; -1 means the brackets do not match.
     """
-    depth = 0
+    stack = []
     i = start
     in_string = False
     while True:
@@ -217,10 +233,11 @@ def _element_end(buf: str, start: int) -> int | None:
         elif ch == '"':
             in_string = True
         elif ch in "[{":
-            depth += 1
+            stack.append(ch)
         elif ch in "]}":
-            if depth == 0:
+            if not stack:
                 return i - 1
-            depth -= 1
-        elif depth == 0:  # ','
+            if (stack.pop() == "[") != (ch == "]"):
+                return -1
+        elif not stack:  # ','
             return i - 1

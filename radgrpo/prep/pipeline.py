@@ -44,7 +44,8 @@ class PrepResult:
 def run(cfg: PrepConfig, log=None) -> PrepResult:
     """Prepare `cfg.input` into `cfg.output`; raises PrepError on user errors and strict failures."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    inputs = [("auto", cfg.input)] + ([("val", cfg.val_input)] if cfg.val_input else [])
+    # with a val_input, the split comes from the file; otherwise from the seeded hash of the id
+    inputs = [("train", cfg.input), ("val", cfg.val_input)] if cfg.val_input else [("auto", cfg.input)]
     fingerprints = [input_fingerprint(path) for _, path in inputs]
     chash = config_hash(cfg.hash_payload())
     previous = _read_manifest(cfg.output)

@@ -37,8 +37,9 @@ def image_refs(value: Any) -> list[Any]:
             item = item.get("bytes") or item.get("path") or item.get("image")
         if isinstance(item, (bytes, bytearray)):
             refs.append(bytes(item))
-        elif isinstance(item, str) and item.strip():
-            refs.append(_decode_base64(item.strip()))
+        elif isinstance(item, str):
+            if item.strip():
+                refs.append(_decode_base64(item.strip()))
         elif item is not None:
             raise Drop("bad_field_type", f"image reference is {type(item).__name__}")
     if not refs:
