@@ -26,6 +26,25 @@ def rewrite_verl_overrides(argv: list[str]) -> list[str]:
     return [f"++{arg}" if arg.startswith("verl.") and "=" in arg else arg for arg in argv]
 
 
+def unknown_group_option(argv: list[str], conf_dir: Path) -> str | None:
+    """One line naming an unknown `group=option` argument and the options that exist, else None.
+
+    Hydra reports the same mistake as a multi-line block with its search path; this check runs first
+    so the user sees only what to fix. Sweeps (`a,b`) are checked value by value; Hydra's functional
+    syntax (glob(...), range(...)) is left to Hydra.
+    """
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        group_dir = conf_dir / key
+        if not sep or "." in key or not group_dir.is_dir() or "(" in value or value in ("null", ""):
+            continue
+        available = sorted(p.stem for p in group_dir.glob("*.yaml"))
+        for option in value.split(","):
+            if option not in available:
+                return f"unknown {key} option '{option}'; available: {', '.join(available)}"
+    return None
+
+
 def _fail(message: str) -> None:
     print(f"radgrpo: error: {message}", file=sys.stderr)
     sys.exit(2)
@@ -60,7 +79,11 @@ def _print_summary(summary: dict) -> None:
 
 
 def main() -> None:
-    sys.argv = [sys.argv[0], *rewrite_verl_overrides(sys.argv[1:])]
+    args = sys.argv[1:]
+    problem = unknown_group_option(args, Path(CONFIG_PATH))
+    if problem:
+        _fail(problem)
+    sys.argv = [sys.argv[0], *rewrite_verl_overrides(args)]
     train()
 
 
