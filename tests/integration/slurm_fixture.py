@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,19 @@ def slurm_cluster():
     print(down.stdout, down.stderr)
     left = [p.name for p in (STATE / "pids").glob("*.pid") if _alive(p)]
     assert not left, f"daemons still running after launchers/slurm/down: {left}"
+
+
+# Not pytest's tmp_path: pytest keeps only the 3 newest /tmp/pytest-of-<user>/pytest-N folders, so
+# other pytest sessions on the machine can delete a folder while a SLURM job still writes to it.
+RUNS_ROOT = Path(os.environ.get("RADGRPO_SLURM_TEST_RUNS", "/tmp/radgrpo-slurm-test-runs"))
+
+
+@pytest.fixture
+def run_root(request) -> Path:
+    """A fresh folder for one test's runs (and so its own submitit folders: job ids restart at 1
+    when the cluster's state is deleted, and a reused folder would hold stale results)."""
+    RUNS_ROOT.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{request.node.name[:60]}-", dir=RUNS_ROOT))
 
 
 def radgrpo_cmd() -> list[str]:

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_fixture import (CPU_SLURM_ARGS, REPO, radgrpo_cmd, radgrpo_env, run_radgrpo, slurm_cluster,  # noqa: F401
-                           submitted)
+from slurm_fixture import (CPU_SLURM_ARGS, REPO, radgrpo_cmd, radgrpo_env, run_radgrpo, run_root,  # noqa: F401
+                           slurm_cluster, submitted)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
 
@@ -28,11 +28,11 @@ def sweep_runs(output_root: Path) -> list[Path]:
     return [p.parent for p in runs]
 
 
-def test_default_run_submitted_with_cluster_slurm_returns_its_summary(slurm_cluster, tmp_path):
-    proc = run_radgrpo(["cluster=slurm", *CPU_SLURM_ARGS, f"paths.output_root={tmp_path}"])
+def test_default_run_submitted_with_cluster_slurm_returns_its_summary(slurm_cluster, run_root):
+    proc = run_radgrpo(["cluster=slurm", *CPU_SLURM_ARGS, f"paths.output_root={run_root}"])
     assert proc.returncode == 0, proc.stdout[-3000:]
     job_id, run_dir = submitted(proc.stdout)
-    assert run_dir.is_relative_to(tmp_path)
+    assert run_dir.is_relative_to(run_root)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps_completed"] == 2
     # the app printed the summary the job returned, which is the one the job wrote
@@ -42,12 +42,12 @@ def test_default_run_submitted_with_cluster_slurm_returns_its_summary(slurm_clus
     assert [r["State"] for r in rows] == ["COMPLETED"], rows
 
 
-def test_2x2_sweep_runs_as_one_job_array_and_all_complete(slurm_cluster, tmp_path):
+def test_2x2_sweep_runs_as_one_job_array_and_all_complete(slurm_cluster, run_root):
     proc = run_radgrpo(["-m", "sweep=tiny_2x2", "cluster=slurm", *CPU_SLURM_ARGS, *NO_VALIDATION,
-                        "cluster.slurm.array_parallelism=2", f"paths.output_root={tmp_path}"])
+                        "cluster.slurm.array_parallelism=2", f"paths.output_root={run_root}"])
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "[radgrpo.sweep] 4 of 4 runs completed" in proc.stdout
-    runs = sweep_runs(tmp_path)
+    runs = sweep_runs(run_root)
     assert len(runs) == 4
     statuses = [json.loads((r / "job_status.json").read_text()) for r in runs]
     array_ids = {s["slurm_job_id"] for s in statuses}
@@ -60,27 +60,27 @@ def test_2x2_sweep_runs_as_one_job_array_and_all_complete(slurm_cluster, tmp_pat
     assert len(rows) == 4 and {r["State"] for r in rows} == {"COMPLETED"}, rows
 
 
-def test_failed_run_is_reported_with_its_log_and_the_rest_of_the_sweep_completes(slurm_cluster, tmp_path):
-    empty_model = tmp_path / "not_a_model"  # exists where radgrpo submits, holds no model on the node
+def test_failed_run_is_reported_with_its_log_and_the_rest_of_the_sweep_completes(slurm_cluster, run_root):
+    empty_model = run_root / "not_a_model"  # exists where radgrpo submits, holds no model on the node
     empty_model.mkdir()
     proc = run_radgrpo(["-m", "cluster=slurm", *CPU_SLURM_ARGS, *NO_VALIDATION,
                         "algorithm.total_training_steps=1", f"model.path={empty_model}",
-                        "model.tiny=tiny_qwen2_5_vl,null", f"paths.output_root={tmp_path}"])
+                        "model.tiny=tiny_qwen2_5_vl,null", f"paths.output_root={run_root}"])
     assert proc.returncode != 0
     match = re.search(r"1 of 2 sweep runs failed: #1 \(([^)]*)\) log: (\S+)", proc.stdout)
     assert match, proc.stdout[-3000:]
     assert "model.tiny=null" in match.group(1)
     log = Path(match.group(2))
     assert log.exists() and str(empty_model) in log.read_text()
-    ok, bad = sweep_runs(tmp_path)
+    ok, bad = sweep_runs(run_root)
     assert json.loads((ok / "summary.json").read_text())["status"] == "completed"
     status = json.loads((bad / "job_status.json").read_text())
     assert status["status"] == "failed" and status["log"]["stderr"] == str(log)
 
 
-def test_two_node_run_spans_ray_over_both_nodes_and_completes(slurm_cluster, tmp_path):
+def test_two_node_run_spans_ray_over_both_nodes_and_completes(slurm_cluster, run_root):
     proc = run_radgrpo(["cluster=slurm_multinode", *CPU_SLURM_ARGS, *NO_VALIDATION,
-                        "cluster.ray_num_cpus=16", f"paths.output_root={tmp_path}"])
+                        "cluster.ray_num_cpus=16", f"paths.output_root={run_root}"])
     assert proc.returncode == 0, proc.stdout[-3000:]
     job_id, run_dir = submitted(proc.stdout)
     status = (run_dir / "ray" / f"{job_id}-0" / "status.txt").read_text()
@@ -106,12 +106,12 @@ def _verl_nnodes(run_dir: Path) -> int:
     return int(OmegaConf.load(run_dir / "verl_config.yaml").trainer.nnodes)
 
 
-def test_usr2_after_a_checkpoint_requeues_and_training_resumes_at_the_next_step(slurm_cluster, tmp_path):
+def test_usr2_after_a_checkpoint_requeues_and_training_resumes_at_the_next_step(slurm_cluster, run_root):
     total = 6
     # 8 rows, batch 4: 2 steps per epoch, so the checkpoint at step 2 sits on an epoch boundary, where
     # verl used to resume and train 0 steps (verl PR #5725).
     args = ["cluster=slurm", *CPU_SLURM_ARGS, *NO_VALIDATION, f"algorithm.total_training_steps={total}",
-            "data.num_train=8", "verl.trainer.save_freq=2", f"paths.output_root={tmp_path}"]
+            "data.num_train=8", "verl.trainer.save_freq=2", f"paths.output_root={run_root}"]
     proc = subprocess.Popen([*radgrpo_cmd(), *args], cwd=REPO, env=radgrpo_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     out = []
@@ -148,4 +148,4 @@ def test_usr2_after_a_checkpoint_requeues_and_training_resumes_at_the_next_step(
     assert resumed_steps[0] == resumed_from + 1, resumed_steps
     assert resumed_steps[-1] == total, resumed_steps
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "completed" and summary["first_step"] == resumed_from + 1
+    assert summary["status"] == "completed" and summary["steps_completed"] == total
