@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_fixture import (CPU_SLURM_ARGS, REPO, radgrpo_cmd, radgrpo_env, run_radgrpo, run_root,  # noqa: F401
+from .slurm_fixture import (CPU_SLURM_ARGS, REPO, radgrpo_cmd, radgrpo_env, run_radgrpo, run_root,  # noqa: F401
                            slurm_cluster, submitted)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
