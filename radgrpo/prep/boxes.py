@@ -15,8 +15,12 @@ from functools import lru_cache
 
 from radgrpo.prep.errors import Drop
 
-_NUM = r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_BRACKET = re.compile(rf"\[\s*{_NUM}(?:\s*,\s*{_NUM})*\s*\]")
+# ASCII classes only, written out, so Python's re and arrow's RE2 (the fast path) read the pattern
+# the same way: Python's \s and \d would also match Unicode spaces and digits, RE2's would not.
+_WS = r"[ \t\n\r\f]"
+_NUM = r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+BRACKET_PATTERN = rf"\[{_WS}*{_NUM}(?:{_WS}*,{_WS}*{_NUM})*{_WS}*\]"
+_BRACKET = re.compile(BRACKET_PATTERN)
 _NEGATION = re.compile(r"\b(?:no|not|none|without|free of|clear of|absence of)\b|n't\b")
 _NOUN = re.compile(r"abnormalit|lesion|finding|object|sign|evidence|patholog|opacit")
 

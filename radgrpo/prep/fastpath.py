@@ -32,14 +32,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from radgrpo.prep.boxes import extract_boxes, has_boxes, says_no_finding
+from radgrpo.prep.boxes import BRACKET_PATTERN, extract_boxes, says_no_finding
 from radgrpo.prep.errors import Drop
 from radgrpo.prep.jsonstream import JsonStream, _Parser
 from radgrpo.prep.sample import Sample, require_text, split_image_tags
 from radgrpo.prep.sources import radvlm_llava
 from radgrpo.prep.rows import grounding_truth
 
-BLOCK_BYTES = 8 << 20
+BLOCK_BYTES = 2 << 20
 TURN = pa.struct([("from", pa.string()), ("value", pa.string())])
 RECORD = pa.struct([("id", pa.string()), ("image", pa.string()), ("images", pa.list_(pa.string())),
                     ("dataset", pa.string()), ("conversations", pa.list_(TURN))])
@@ -182,40 +182,59 @@ def _parse(region: bytes) -> pa.StructArray | None:
 
 def convert_block(conv, key0: int, records: pa.StructArray) -> None:
     """Convert one parsed block into rows of `conv`, in input order (see the module docstring)."""
+    stats, opts = conv.stats, conv.cfg.source_options
     turns_list = records.field("conversations")
     offsets = np.asarray(turns_list.offsets)
     plain = ((np.diff(offsets) == 2) & _valid(turns_list) & _valid(records.field("id"))
              & _valid(records.field("image")))
     rows = np.flatnonzero(plain)
-    first = pa.array(offsets[:-1][rows])
-    second = pa.array(offsets[:-1][rows] + 1)
     froms, values = turns_list.values.field("from"), turns_list.values.field("value")
-    columns = zip(pc.take(froms, first).to_pylist(), pc.take(froms, second).to_pylist(),
-                  pc.take(values, first).to_pylist(), pc.take(values, second).to_pylist(),
-                  pc.take(records.field("id"), rows).to_pylist(),
-                  pc.take(records.field("image"), rows).to_pylist(),
-                  pc.take(records.field("dataset"), rows).to_pylist())
-    fast = dict(zip(rows.tolist(), columns))
-    stats, opts = conv.stats, conv.cfg.source_options
-    plan = []  # (key, raw record) for the per-record path, (key, row) for the fast one; input order
-    for i in range(len(records)):
-        key = key0 + i
-        row = fast.get(i)
-        if row is None or row[0] not in _USERS or row[1] not in _ASSISTANTS or row[2] is None or row[3] is None:
-            plan.append((key, records[i].as_py()))
-            continue
-        _, _, question, answer, rid, image, dataset = row
-        rid = rid.strip() or f"record-{key}"
-        dataset = dataset.strip() if dataset and dataset.strip() else (
-            rid.rsplit("_", 1)[0] if "_" in rid else "unknown")
+    first, second = pa.array(offsets[:-1][rows]), pa.array(offsets[:-1][rows] + 1)
+    questions, answers = pc.take(values, first), pc.take(values, second)
+    plain_turns = (_valid(questions) & _valid(answers) & _in(pc.take(froms, first), _USERS)
+                   & _in(pc.take(froms, second), _ASSISTANTS))
+    # the task of every plain record, as radvlm_llava.infer_task decides it: boxes in the answer
+    # (RE2, same pattern), else the question's template (memoised, once per distinct question)
+    encoded = pc.dictionary_encode(questions).combine_chunks() if isinstance(questions, pa.ChunkedArray) \
+        else pc.dictionary_encode(questions)
+    question_task = np.array([radvlm_llava._question_task(q or "") == opts.task
+                              for q in encoded.dictionary.to_pylist()] or [False], dtype=bool)
+    wanted = np.where(_true(pc.match_substring_regex(answers, BRACKET_PATTERN)), opts.task == "grounding",
+                      question_task[np.asarray(encoded.indices.fill_null(0))])
+    candidate = plain_turns & wanted
+    other_task = plain_turns & ~wanted
+    slow = np.ones(len(records), dtype=bool)
+    slow[rows[plain_turns]] = False
+
+    if opts.dataset_filter is None:
+        stats.filtered_out("other_task", int(other_task.sum()))
+    else:  # the dataset filter is checked first: attribute each unwanted record to the right one
+        for rid, dataset in zip(pc.take(records.field("id"), rows[other_task]).to_pylist(),
+                                pc.take(records.field("dataset"), rows[other_task]).to_pylist()):
+            stats.filtered_out("dataset_filter" if _dataset(rid.strip(), dataset) not in opts.dataset_filter
+                               else "other_task")
+
+    picked = rows[candidate]
+    fast = zip(picked.tolist(), pc.filter(questions, candidate).to_pylist(),
+               pc.filter(answers, candidate).to_pylist(), pc.take(records.field("id"), picked).to_pylist(),
+               pc.take(records.field("image"), picked).to_pylist(),
+               pc.take(records.field("dataset"), picked).to_pylist())
+    plan = []  # (key, raw record) for the per-record path, (key, fields) for the fast one; input order
+    slow_rows = iter(np.flatnonzero(slow).tolist() + [len(records)])
+    next_slow = next(slow_rows)
+    for i, question, answer, rid, image, dataset in fast:
+        while next_slow < i:
+            plan.append((key0 + next_slow, records[next_slow].as_py()))
+            next_slow = next(slow_rows)
+        rid = rid.strip() or f"record-{key0 + i}"
+        dataset = _dataset(rid, dataset)
         if opts.dataset_filter is not None and dataset not in opts.dataset_filter:
             stats.filtered_out("dataset_filter")
             continue
-        task = "grounding" if has_boxes(answer) else radvlm_llava._question_task(question)
-        if task != opts.task:
-            stats.filtered_out("other_task")
-            continue
-        plan.append((key, (rid, dataset, question, answer, image.strip())))
+        plan.append((key0 + i, (rid, dataset, question, answer, image.strip())))
+    while next_slow < len(records):
+        plan.append((key0 + next_slow, records[next_slow].as_py()))
+        next_slow = next(slow_rows)
     conv.resolver.prefetch([p[4] for _, p in plan if isinstance(p, tuple)])
     emit = _GroundingRows.of(conv).emit if opts.task == "grounding" else None
     for key, item in plan:
@@ -298,3 +317,20 @@ def _question(text: str) -> str:
 
 def _valid(array: pa.Array) -> np.ndarray:
     return np.asarray(array.is_valid())
+
+
+def _true(mask: pa.Array) -> np.ndarray:
+    return np.asarray(mask.fill_null(False))
+
+
+def _in(array: pa.Array, choices: tuple[str, ...]) -> np.ndarray:
+    return _true(pc.is_in(array, pa.array(choices)))
+
+
+def _dataset(rid: str, dataset: str | None) -> str:
+    """radvlm_llava.dataset_of for a record whose id is `rid` (already stripped)."""
+    if dataset and dataset.strip():
+        return dataset.strip()
+    if not rid:
+        return "unknown"  # record_id's "record-N" has no "_", so it maps to "unknown" too
+    return rid.rsplit("_", 1)[0] if "_" in rid else "unknown"

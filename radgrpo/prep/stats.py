@@ -75,10 +75,11 @@ class PrepStats:
         if len(self.examples) < _EXAMPLES:
             self.examples.append({"record": key, "id": rid, "reason": drop.reason, "detail": drop.detail[:300]})
 
-    def filtered_out(self, reason: str) -> None:
-        """Count a record filtered by `reason` (the fast path's Drop-free form of `drop`)."""
-        self.read += 1
-        self.filtered[reason] += 1
+    def filtered_out(self, reason: str, count: int = 1) -> None:
+        """Count records filtered by `reason` (the fast path's Drop-free form of `drop`)."""
+        if count:
+            self.read += count
+            self.filtered[reason] += count
 
     def keep(self, split: str, dataset: str, answer_type: str, prompt_chars: int, n_images: int,
              boxes: list | None) -> None:
