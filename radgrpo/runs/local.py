@@ -38,6 +38,7 @@ def run(cfg: DictConfig, extra_verl_overrides: list[str] | tuple[str, ...] = ())
     """
     from radgrpo.engine.runner import process_env, run_verl
     from radgrpo.engine.verl_config import apply, flatten
+    from radgrpo.tracking import tracking_env
 
     started = time.time()
     plan = plan_run(cfg)
@@ -49,13 +50,24 @@ def run(cfg: DictConfig, extra_verl_overrides: list[str] | tuple[str, ...] = ())
     _keep_previous_metrics(metrics_path)
     error = None
     try:
-        run_verl(plan.verl_config, process_env(plan.device, metrics_path))
+        run_verl(plan.verl_config, {**process_env(plan.device, metrics_path), **tracking_env(cfg.logger, plan.run_dir, _sweep_dir())})
     except BaseException as exc:  # the summary records the failure, then it propagates
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         summary = write_summary(plan, started=started, error=error)
     return summary
+
+
+def _sweep_dir() -> str | None:
+    """The `-m` sweep folder when this run is one job of a Hydra multirun, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    return str(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
 
 
 def _parse_overrides(overrides) -> dict:

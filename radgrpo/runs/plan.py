@@ -142,6 +142,12 @@ def plan_run(cfg: DictConfig, *, materialise: bool = True) -> RunPlan:
         data_dir = None
     entry = reward_entry(cfg.reward)
     device = resolve_device(str(cfg.cluster.device))
+    try:
+        from radgrpo.tracking import tracking_env
+
+        tracking_env(cfg.logger, run_dir)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     from radgrpo.sampling import apply_sampling
 
     train = apply_sampling(cfg.sampling, train, run_dir, materialise=materialise)
