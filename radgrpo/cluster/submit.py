@@ -111,7 +111,10 @@ def last_error_line(text: str) -> str:
     """The deepest ``SomeError: message`` line of a traceback (a Ray task error nests the real cause
     last), else the first non-empty line; ANSI colours removed, at most 300 characters."""
     lines = [ln.strip() for ln in ANSI.sub("", text).splitlines() if ln.strip()]
-    for line in reversed(lines):
-        if ERROR_LINE.match(line):
+    for i in range(len(lines) - 1, -1, -1):
+        if ERROR_LINE.match(lines[i]):
+            line = lines[i]
+            if line.endswith(":") and i + 1 < len(lines):  # the message goes on below
+                line = f"{line} {lines[i + 1]}"
             return line[:300]
     return (lines[0] if lines else "unknown error")[:300]
