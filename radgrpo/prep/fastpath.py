@@ -23,7 +23,6 @@ import queue
 import re
 import threading
 from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from radgrpo.prep.boxes import BRACKET_PATTERN, extract_boxes, says_no_finding
-from radgrpo.prep.errors import Drop
+from radgrpo.prep.boxes import BRACKET_PATTERN
+from radgrpo.prep.fastgrounding import grounding_rows
 from radgrpo.prep.jsonstream import JsonStream, _Parser
-from radgrpo.prep.sample import Sample, require_text, split_image_tags
+from radgrpo.prep.rows import EXTRA_INFO
 from radgrpo.prep.sources import radvlm_llava
-from radgrpo.prep.rows import grounding_truth
 
 BLOCK_BYTES = 2 << 20
 TURN = pa.struct([("from", pa.string()), ("value", pa.string())])
@@ -214,105 +212,39 @@ def convert_block(conv, key0: int, records: pa.StructArray) -> None:
             stats.filtered_out("dataset_filter" if _dataset(rid.strip(), dataset) not in opts.dataset_filter
                                else "other_task")
 
-    picked = rows[candidate]
-    fast = zip(picked.tolist(), pc.filter(questions, candidate).to_pylist(),
-               pc.filter(answers, candidate).to_pylist(), pc.take(records.field("id"), picked).to_pylist(),
-               pc.take(records.field("image"), picked).to_pylist(),
-               pc.take(records.field("dataset"), picked).to_pylist())
-    plan = []  # (key, raw record) for the per-record path, (key, fields) for the fast one; input order
-    slow_rows = iter(np.flatnonzero(slow).tolist() + [len(records)])
-    next_slow = next(slow_rows)
-    for i, question, answer, rid, image, dataset in fast:
-        while next_slow < i:
-            plan.append((key0 + next_slow, records[next_slow].as_py()))
-            next_slow = next(slow_rows)
-        rid = rid.strip() or f"record-{key0 + i}"
-        dataset = _dataset(rid, dataset)
-        if opts.dataset_filter is not None and dataset not in opts.dataset_filter:
-            stats.filtered_out("dataset_filter")
+    if opts.task == "grounding":
+        picked = rows[candidate]
+        fast = grounding_rows(conv, key0 + picked, pc.filter(questions, pa.array(candidate)),
+                              pc.filter(answers, pa.array(candidate)), pc.take(records.field("id"), picked),
+                              pc.take(records.field("image"), picked), pc.take(records.field("dataset"), picked))
+        slow[picked[fast.leftover]] = True
+    else:
+        slow[rows[candidate]] = True
+        fast = None
+    before = dict(conv.rows_per_split)
+    conv.records([(key0 + i, records[i].as_py()) for i in np.flatnonzero(slow).tolist()])
+    if fast is not None:
+        _merge(conv, fast, before)
+
+
+def _merge(conv, fast, before: dict[str, int]) -> None:
+    """Interleave the vectorised rows with the per-record ones by input position, then number them."""
+    for split in ("train", "val"):
+        parts = [fast.table.filter(pa.array(fast.split == split))]
+        if len(conv.columns[split]):
+            parts.append(conv.columns[split].table())
+        table = pa.concat_tables(parts)
+        if not table.num_rows:
             continue
-        plan.append((key0 + i, (rid, dataset, question, answer, image.strip())))
-    while next_slow < len(records):
-        plan.append((key0 + next_slow, records[next_slow].as_py()))
-        next_slow = next(slow_rows)
-    conv.resolver.prefetch([p[4] for _, p in plan if isinstance(p, tuple)])
-    emit = _GroundingRows.of(conv).emit if opts.task == "grounding" else None
-    for key, item in plan:
-        if isinstance(item, tuple) and emit is not None and emit(key, *item):
-            continue
-        found = conv.sample(key, item if isinstance(item, dict) else records[key - key0].as_py())
-        if found is not None:
-            conv.emit(*found)
-
-
-class _GroundingRows:
-    """Rows of plain one-image grounding records, written straight into the converter's columns.
-
-    It does what `radvlm_llava.to_sample` + `Converter.emit` do for such a record, with the
-    per-question work (tag stripping, prompt rendering) memoised. Anything unusual - an empty text,
-    a bad box, a bad image, a long or base64 image string - returns False, and the caller sends the
-    record down the per-record path, which produces the same row or the exact drop reason.
-    """
-
-    def __init__(self, conv):
-        self.conv = conv
-        self.prompts: dict[str, tuple | None] = {}
-
-    @classmethod
-    def of(cls, conv) -> _GroundingRows:
-        if getattr(conv, "_grounding_rows", None) is None:
-            conv._grounding_rows = cls(conv)
-        return conv._grounding_rows
-
-    def prompt(self, raw: str) -> tuple | None:
-        """(question, messages, characters) for a raw question, or None if it is not plain."""
-        if raw not in self.prompts:
-            if len(self.prompts) >= 1 << 16:
-                self.prompts.clear()
-            try:
-                question = _question(require_text(raw, "empty_question", "turn 0"))
-            except Drop:
-                self.prompts[raw] = None
-            else:
-                probe = Sample(id="", dataset="", task="grounding", question=question, answer="", images=[])
-                messages = self.conv.cfg.prompt.render(probe, 1)
-                self.prompts[raw] = (question, messages, sum(len(m["content"]) for m in messages))
-        return self.prompts[raw]
-
-    def emit(self, key: int, rid: str, dataset: str, raw_question: str, raw_answer: str, image: str) -> bool:
-        conv = self.conv
-        prompt = self.prompt(raw_question)
-        answer = raw_answer.strip()
-        if prompt is None or not answer or not image or len(image) >= 256:
-            return False
-        try:
-            images = conv.resolver.entries([image])
-            boxes = extract_boxes(answer)
-        except Drop:
-            return False
-        if not boxes and not says_no_finding(answer):
-            return False
-        question, messages, chars = prompt
-        stats = conv.stats
-        if conv.cfg.max_prompt_chars is not None and chars > conv.cfg.max_prompt_chars:
-            stats.filtered_out("prompt_too_long")
-            return True
-        split = conv.split_of(rid)
-        answer_type = "no_finding" if not boxes else "single_box" if len(boxes) == 1 else "multi_box"
-        conv.columns[split].add(dataset, messages, images, "grounding", grounding_truth(boxes),
-                                (rid, split, conv.next_index(split), key, "grounding", dataset, question,
-                                 answer, answer_type, "", 1, len(boxes)))
-        stats.keep(split, dataset, answer_type, chars, 1, boxes)
-        return True
-
-
-@lru_cache(maxsize=1 << 16)
-def _question(text: str) -> str:
-    """The question of a one-image record without its tag (memoised: questions repeat)."""
-    question = split_image_tags(text, 1)
-    if not question:
-        raise Drop("empty_question", "the question is only <image> tags")
-    return question
+        extra = table.column("extra_info").combine_chunks()
+        table = table.take(pc.sort_indices(pc.struct_field(extra, "source_index")))
+        extra = table.column("extra_info").combine_chunks()
+        index = pa.array(np.arange(before[split], before[split] + table.num_rows, dtype=np.int64))
+        children = [index if f.name == "index" else extra.field(f.name) for f in EXTRA_INFO]
+        table = table.set_column(table.schema.get_field_index("extra_info"), "extra_info",
+                                 pa.StructArray.from_arrays(children, fields=list(EXTRA_INFO)))
+        conv.rows_per_split[split] = before[split] + table.num_rows
+        conv.writer.add_table(table, split)
 
 
 def _valid(array: pa.Array) -> np.ndarray:

@@ -116,7 +116,9 @@ class Converter:
         self.stats = PrepStats()
         self.columns = {split: VerlColumns(schema) for split in ("train", "val")}
         self.split_rule = "auto"
-        self._rows_per_split = {"train": 0, "val": 0}
+        self.rows_per_split = {"train": 0, "val": 0}
+        self.schema = schema
+        self.memo: dict[str, dict] = {}  # per-run caches of the fast path
         self.counter = None
         if cfg.max_prompt_tokens is not None:
             from radgrpo.prep.tokens import TokenCounter  # imports transformers
@@ -177,8 +179,8 @@ class Converter:
 
     def next_index(self, split: str) -> int:
         """`extra_info.index` of the next row of `split` (rows are numbered per split, from 0)."""
-        index = self._rows_per_split[split]
-        self._rows_per_split[split] = index + 1
+        index = self.rows_per_split[split]
+        self.rows_per_split[split] = index + 1
         return index
 
     def split_of(self, rid: str) -> str:

@@ -86,6 +86,21 @@ class PrepStats:
         """Count a kept row (queued as one tuple; `flush` aggregates the batch in C)."""
         self._kept_rows.append((split, dataset, answer_type, prompt_chars, n_images, boxes))
 
+    def keep_many(self, splits, datasets, answer_types, prompt_chars, boxes_per_row, widths, heights) -> None:
+        """Count rows kept by the vectorised path: one image each, arrays of per-row values and of
+        per-box widths and heights."""
+        if len(splits) == 0:
+            return
+        self.read += len(splits)
+        self.kept.update(splits.tolist())
+        self.data_sources.update(datasets.tolist())
+        self.answer_types.update(answer_types.tolist())
+        self.images_per_row[1] += len(splits)
+        self.prompt_chars.add_many(prompt_chars)
+        self.boxes_per_row.update(boxes_per_row.tolist())
+        self.box_width.add_many(widths)
+        self.box_height.add_many(heights)
+
     def tokens(self, count: int) -> None:
         self._pending["tokens"].append(count)
 
