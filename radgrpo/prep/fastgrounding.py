@@ -108,6 +108,8 @@ def grounding_rows(conv, keys: np.ndarray, questions: pa.Array, answers: pa.Arra
     stats.filtered_out("prompt_too_long", int(too_long.sum()))
     leftover = np.flatnonzero(~safe & ~filtered)
     rows = np.flatnonzero(safe & ~too_long)
+    if not len(rows):
+        return FastRows(conv.schema.empty_table(), np.zeros(0, dtype=object), leftover)
     take = pa.array(rows)
 
     box_keep = safe[box_row] & ~too_long[box_row]
@@ -163,17 +165,16 @@ def _entry(conv, image: str | None) -> str | None:
 
 
 def _prompts(conv, prompts: list, q_rows: pa.Array, m: int) -> pa.ListArray:
-    messages = next(p[1] for p in prompts if p) if m else []
+    messages = next(p[1] for p in prompts if p)
     per_row = len(messages)
     roles = [msg["role"] for msg in messages]
     user = pa.array([p[1][-1]["content"] if p else None for p in prompts], pa.string())
     contents = [pa.array([msg["content"]] * m, pa.string()) for msg in messages[:-1]] + [pc.take(user, q_rows)]
-    order = np.arange(m * per_row).reshape(m, per_row) if m else np.zeros((0, per_row), int)
-    flat_contents = pc.take(pa.concat_arrays(contents) if contents else pa.array([], pa.string()),
-                            pa.array((order % per_row * m + order // per_row).ravel()))
+    order = np.arange(m * per_row)  # row-major position of message j of row r: r * per_row + j
+    flat_contents = pc.take(pa.concat_arrays(contents), pa.array(order % per_row * m + order // per_row))
     flat_roles = pa.array(np.tile(np.array(roles, dtype=object), m), pa.string())
     struct = conv.schema.field("prompt").type.value_type
-    return pa.ListArray.from_arrays(pa.array(np.arange(0, (m + 1) * per_row, per_row or 1)[: m + 1], pa.int32()),
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, (m + 1) * per_row, per_row), pa.int32()),
                                     pa.StructArray.from_arrays([flat_roles, flat_contents], fields=list(struct)))
 
 

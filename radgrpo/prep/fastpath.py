@@ -55,7 +55,7 @@ def blocks(cfg, path: Path) -> Blocks | None:
         return None
     with open(path, "rb") as fh:
         head = fh.read(4096).lstrip()
-    return Blocks(path) if head.startswith(b"[") else None
+    return Blocks(path, BLOCK_BYTES) if head.startswith(b"[") else None
 
 
 class Blocks:
