@@ -67,7 +67,8 @@ def raw_command(run_dir: Path) -> tuple[list[str], dict[str, str]]:
     for key, value in wanted.items():
         if key in base and base[key] == value:
             continue
-        prefix = "" if key in base else "+"
+        # new keys need `+`; a dict replacing verl's (open, empty) dict needs the force-add `++`
+        prefix = "++" if isinstance(value, dict) else ("" if key in base else "+")
         overrides.append(f"{prefix}{key}={hydra_value(value)}")
     return [sys.executable, "-m", "verl.trainer.main_ppo", *overrides], env
 
