@@ -150,7 +150,10 @@ def plan_run(cfg: DictConfig, *, materialise: bool = True) -> RunPlan:
         raise ConfigError(str(exc)) from exc
     from radgrpo.sampling import apply_sampling
 
-    train = apply_sampling(cfg.sampling, train, run_dir, materialise=materialise)
+    try:
+        train = apply_sampling(cfg.sampling, train, run_dir, materialise=materialise)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     computed = computed_keys(cfg, model_path=model_path, train_files=train, val_files=val, run_dir=run_dir,
                              reward_entry=entry, device=device)
     try:

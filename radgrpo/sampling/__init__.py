@@ -80,6 +80,10 @@ def apply_sampling(sampling: DictConfig, train_files: list[str], run_dir: Path, 
         raise ValueError(f"sampling.strategy must be one of {', '.join(STRATEGIES)}, got {sampling.strategy!r}")
     target = run_dir / "data" / f"train_{sampling.strategy}_{sampling.size}_seed{sampling.seed}.parquet"
     if not materialise:
+        existing = [f for f in train_files if Path(f).is_file()]
+        available = sum(pq.ParquetFile(f).metadata.num_rows for f in existing)
+        if existing and len(existing) == len(train_files) and int(sampling.size) > available:
+            raise ValueError(f"sampling.size={sampling.size} but the training files hold only {available} rows")
         return [str(target)]
     rows = pa.concat_tables([pq.read_table(f) for f in train_files], promote_options="default").to_pylist()
     chosen = select_rows(rows, sampling)

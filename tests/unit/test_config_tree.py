@@ -90,3 +90,17 @@ def test_missing_local_model_folder_is_named(tmp_path):
     cfg = compose_train(["model=qwen2_5_vl_3b", "model.path=/nowhere/qwen"], tmp_path)
     with pytest.raises(ConfigError, match="model.path does not exist: /nowhere/qwen"):
         plan_run(cfg)
+
+
+def test_a_subset_larger_than_the_data_fails_before_anything_runs(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for split in ("train", "val"):
+        (tmp_path / "ds" / split).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist([{"data_source": "x", "extra_info": {"id": str(i)}} for i in range(10)]),
+                       tmp_path / "ds" / split / "part-00000.parquet")
+    cfg = compose_train(["data=prepared", f"data.dir={tmp_path / 'ds'}", "sampling=uniform", "sampling.size=50"],
+                        tmp_path)
+    with pytest.raises(ConfigError, match="sampling.size=50 but the training files hold only 10 rows"):
+        plan_run(cfg, materialise=False)
