@@ -125,8 +125,8 @@ class _Parser:
                 if _element_end(self.buf, self.pos) is None and self._more():
                     continue  # the element runs past the buffer: not broken yet
                 raise
-            if end == len(self.buf) and self._more():  # a bare number may continue
-                continue
+            if end + 32 > len(self.buf) and not isinstance(value, (dict, list, str)) and self._more():
+                continue  # a number cut by the chunk boundary ("0." of "0.25") may continue
             self.pos = end
             return value
 
@@ -162,7 +162,6 @@ class _Parser:
     def items(self, is_dict: bool = False, index: int = 0) -> Iterator[tuple[Any, Any]]:
         """The elements after the opening bracket (or after a previous element's end)."""
         close = "}" if is_dict else "]"
-        separator_at = None  # (buffer, index) of the ',' after the last good element, to learn `sep`
         while True:
             ch = self._skip_ws()
             if ch == close:
@@ -173,9 +172,6 @@ class _Parser:
             if ch == ",":  # an empty slot, e.g. after a skipped broken element
                 self.pos += 1
                 continue
-            if separator_at is not None and not self.sep and separator_at[0] is self.buf:
-                self.sep = self.buf[separator_at[1]: self.pos + 1]
-            separator_at = None
             key: Any = index
             try:
                 if is_dict:
@@ -197,7 +193,10 @@ class _Parser:
             index += 1
             after = self._skip_ws()
             if after == ",":
-                separator_at = (self.buf, self.pos)
+                if not self.sep:  # learn the separator: ',' + whitespace + the next element's first char
+                    while (end := _WS.match(self.buf, self.pos + 1).end()) >= len(self.buf) and self._more():
+                        pass
+                    self.sep = self.buf[self.pos: end + 1]
                 self.pos += 1
             elif after not in (close, ""):
                 # garbage between elements: skip it as one broken element
