@@ -2,7 +2,8 @@
 transformers, imported when a token limit is configured).
 
 It counts what verl's `RLHFDataset` length filter counts - the chat template applied to the
-messages with their images, then the processor's `input_ids` - so training can run with
+messages with their images, each image resized by `qwen_vl_utils.fetch_image` as verl does (with the
+row's min/max_pixels), then the processor's `input_ids` - so training can run with
 `data.filter_overlong_prompts=false` and skip that slow pass at every start.
 """
 
@@ -24,11 +25,9 @@ class TokenCounter:
             from transformers import AutoProcessor
         except ImportError as exc:
             raise PrepError(f"the token filter needs transformers: {exc}") from None
-        try:
-            from radgrpo.models.processors import register_torchvision_free_processors
-            register_torchvision_free_processors()
-        except ImportError:
-            pass
+        from radgrpo.models.processors import register_torchvision_free_processors
+
+        register_torchvision_free_processors()  # also serves qwen_vl_utils without torchvision
         try:
             self.processor = AutoProcessor.from_pretrained(processor_path)
         except (OSError, ValueError) as exc:
@@ -41,7 +40,10 @@ class TokenCounter:
                                                   tokenize=False)
         if not images or not hasattr(self.processor, "image_processor"):
             return len(self.processor(text=[text])["input_ids"][0])
-        pil = [_open(e) for e in images]
+        from qwen_vl_utils import fetch_image
+
+        patch = getattr(self.processor.image_processor, "patch_size", 14)
+        pil = [fetch_image(_with_image(e), image_patch_size=patch) for e in images]
         return len(self.processor(text=[text], images=pil)["input_ids"][0])
 
 
@@ -50,9 +52,12 @@ def _content(text: str) -> list[dict[str, str]]:
     return [{"type": "image"} if p == "<image>" else {"type": "text", "text": p} for p in parts]
 
 
-def _open(entry: dict[str, Any]) -> Image.Image:
+def _with_image(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry as fetch_image takes it: embedded bytes opened as a PIL image (as verl does)."""
+    if "bytes" not in entry:
+        return entry
     import io
 
-    source = io.BytesIO(entry["bytes"]) if "bytes" in entry else entry["image"][len("file://"):]
-    with Image.open(source) as im:
-        return im.convert("RGB")
+    out = {k: v for k, v in entry.items() if k != "bytes"}
+    out["image"] = Image.open(io.BytesIO(entry["bytes"]))
+    return out
