@@ -5,8 +5,8 @@ their rows are computed column-wise with arrow compute: text trimming, dataset n
 on "[", one anchored RE2 pattern per piece, parsed to float64 in C), ground-truth JSON strings
 joined from the box text, prompts and image entries looked up once per distinct question and image.
 
-Only records for which this is provably the same as the per-record path stay here: printable-ASCII
-ids, datasets, answers and image paths (so arrow's trimming equals Python's `str.strip`), boxes
+Only records for which this is provably the same as the per-record path stay here: ASCII ids,
+datasets, answers and image paths (so trimming `_TRIM` equals Python's `str.strip`), boxes
 whose numbers are written as Python writes floats (so the JSON text equals `repr`-based
 `encode_ground_truth`), a known-good image and prompt. Every other record is returned to the
 caller for the per-record path, which produces its row or its exact drop reason. The equivalence
@@ -26,15 +26,14 @@ from radgrpo.prep.errors import Drop
 from radgrpo.prep.rows import EXTRA_INFO
 from radgrpo.prep.sample import Sample, require_text, split_image_tags
 
-_UNSAFE = r"[^\x20-\x7e\t\n\r]"   # anything outside printable ASCII and plain whitespace
-_TRIM = " \t\n\r"
+# what Python's str.strip() removes from an ASCII string (its whitespace below 0x80)
+_TRIM = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 _ANY_BOX = rf"^{_WS}*{_NUM}(?:{_WS}*,{_WS}*{_NUM})*{_WS}*\]"
 _BOX = (rf"^{_WS}*(?P<x1>{_NUM}){_WS}*,{_WS}*(?P<y1>{_NUM}){_WS}*,{_WS}*(?P<x2>{_NUM}){_WS}*,"
         rf"{_WS}*(?P<y2>{_NUM}){_WS}*\]")
-# numbers that `repr(float(s))` writes back unchanged, in [0, 1]: at most 15 decimals, no trailing
-# zero, and not below 1e-4 (where repr switches to an exponent)
-_CANONICAL = r"^(?:0\.0|1\.0|0\.[0-9]{0,14}[1-9])$"
-_TINY = r"^0\.0000"
+# numbers that `repr(float(s))` writes back unchanged, in [0, 1]: no trailing zero, not below 1e-4
+# (where repr switches to an exponent), at most 15 decimals (this pattern allows up to 15)
+_CANONICAL = r"^(?:0\.0|1\.0|0\.0{0,3}[1-9](?:[0-9]{0,10}[1-9])?)$"
 
 
 @dataclass
@@ -49,8 +48,8 @@ def grounding_rows(conv, keys: np.ndarray, questions: pa.Array, answers: pa.Arra
     """Rows for candidate records (aligned arrays); counts filtered ones in `conv.stats`."""
     cfg, stats = conv.cfg, conv.stats
     n = len(keys)
-    safe = ~(_true(pc.match_substring_regex(ids, _UNSAFE)) | _true(pc.match_substring_regex(answers, _UNSAFE))
-             | _true(pc.match_substring_regex(images, _UNSAFE)) | _true(pc.match_substring_regex(datasets, _UNSAFE)))
+    safe = (_true(pc.string_is_ascii(ids)) & _true(pc.string_is_ascii(answers)) & _true(pc.string_is_ascii(images))
+            & (_true(pc.string_is_ascii(datasets)) | ~np.asarray(datasets.is_valid())))
     rid = pc.utf8_trim(ids, _TRIM)
     answer = pc.utf8_trim(answers, _TRIM)
     image = pc.utf8_trim(images, _TRIM)
@@ -92,7 +91,7 @@ def grounding_rows(conv, keys: np.ndarray, questions: pa.Array, answers: pa.Arra
     coords = [fields.field(name) for name in ("x1", "y1", "x2", "y2")]
     canonical = np.ones(len(box_row), bool)
     for c in coords:
-        canonical &= _true(pc.match_substring_regex(c, _CANONICAL)) & ~_true(pc.match_substring_regex(c, _TINY))
+        canonical &= _true(pc.match_substring_regex(c, _CANONICAL))
     x1, y1, x2, y2 = (_floats(c, canonical) for c in coords)
     good_box = canonical & (x1 <= x2) & (y1 <= y2)   # canonical numbers already lie in [0, 1]
     safe[box_row[~good_box]] = False

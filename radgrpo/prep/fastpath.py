@@ -230,14 +230,14 @@ def convert_block(conv, key0: int, records: pa.StructArray) -> None:
 def _merge(conv, fast, before: dict[str, int]) -> None:
     """Interleave the vectorised rows with the per-record ones by input position, then number them."""
     for split in ("train", "val"):
-        parts = [fast.table.filter(pa.array(fast.split == split))]
-        if len(conv.columns[split]):
-            parts.append(conv.columns[split].table())
-        table = pa.concat_tables(parts)
+        mine = fast.split == split
+        table = fast.table if mine.all() else fast.table.filter(pa.array(mine))
+        if len(conv.columns[split]):  # per-record rows: interleave by input position
+            table = pa.concat_tables([table, conv.columns[split].table()])
+            order = pc.sort_indices(pc.struct_field(table.column("extra_info").combine_chunks(), "source_index"))
+            table = table.take(order)
         if not table.num_rows:
             continue
-        extra = table.column("extra_info").combine_chunks()
-        table = table.take(pc.sort_indices(pc.struct_field(extra, "source_index")))
         extra = table.column("extra_info").combine_chunks()
         index = pa.array(np.arange(before[split], before[split] + table.num_rows, dtype=np.int64))
         children = [index if f.name == "index" else extra.field(f.name) for f in EXTRA_INFO]

@@ -147,7 +147,7 @@ class _Shards:
             if self.writer is None:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 name = f"part-{len(self.files):05d}.parquet"
-                self.writer = pq.ParquetWriter(self.folder / name, self.schema, compression="zstd")
+                self.writer = pq.ParquetWriter(self.folder / name, self.schema, compression="snappy")
                 self.files.append({"name": name, "rows": 0})
             room_rows = self.owner.max_rows_per_shard - self.shard_rows
             room_bytes = int((self.owner.max_bytes_per_shard - self.shard_bytes) / per_row) if per_row else room_rows
