@@ -17,9 +17,9 @@ from radgrpo.prep.errors import Drop
 
 # ASCII classes only, written out, so Python's re and arrow's RE2 (the fast path) read the pattern
 # the same way: Python's \s and \d would also match Unicode spaces and digits, RE2's would not.
-_WS = r"[ \t\n\r\f]"
-_NUM = r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
-BRACKET_PATTERN = rf"\[{_WS}*{_NUM}(?:{_WS}*,{_WS}*{_NUM})*{_WS}*\]"
+WS = r"[ \t\n\r\f]"
+NUMBER = r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+BRACKET_PATTERN = rf"\[{WS}*{NUMBER}(?:{WS}*,{WS}*{NUMBER})*{WS}*\]"
 _BRACKET = re.compile(BRACKET_PATTERN)
 _NEGATION = re.compile(r"\b(?:no|not|none|without|free of|clear of|absence of)\b|n't\b")
 _NOUN = re.compile(r"abnormalit|lesion|finding|object|sign|evidence|patholog|opacit")

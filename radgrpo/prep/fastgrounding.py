@@ -21,16 +21,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from radgrpo.prep.boxes import _NUM, _WS, says_no_finding
+from radgrpo.prep.boxes import NUMBER, WS, says_no_finding
 from radgrpo.prep.errors import Drop
 from radgrpo.prep.rows import EXTRA_INFO
 from radgrpo.prep.sample import Sample, require_text, split_image_tags
 
 # what Python's str.strip() removes from an ASCII string (its whitespace below 0x80)
 _TRIM = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
-_ANY_BOX = rf"^{_WS}*{_NUM}(?:{_WS}*,{_WS}*{_NUM})*{_WS}*\]"
-_BOX = (rf"^{_WS}*(?P<x1>{_NUM}){_WS}*,{_WS}*(?P<y1>{_NUM}){_WS}*,{_WS}*(?P<x2>{_NUM}){_WS}*,"
-        rf"{_WS}*(?P<y2>{_NUM}){_WS}*\]")
+_ANY_BOX = rf"^{WS}*{NUMBER}(?:{WS}*,{WS}*{NUMBER})*{WS}*\]"
+_BOX = (rf"^{WS}*(?P<x1>{NUMBER}){WS}*,{WS}*(?P<y1>{NUMBER}){WS}*,{WS}*(?P<x2>{NUMBER}){WS}*,"
+        rf"{WS}*(?P<y2>{NUMBER}){WS}*\]")
 # numbers that `repr(float(s))` writes back unchanged, in [0, 1]: no trailing zero, not below 1e-4
 # (where repr switches to an exponent), at most 15 decimals (this pattern allows up to 15)
 _CANONICAL = r"^(?:0\.0|1\.0|0\.0{0,3}[1-9](?:[0-9]{0,10}[1-9])?)$"

@@ -1,19 +1,20 @@
 """Arrow fast path for RadVLM LLaVA JSON lists: the 1.1M-record case, at C speed where it counts.
 
 Decoding every record into Python dicts (`json.load` or one `raw_decode` per record) costs as much
-as all the rest of the conversion. Here the file is cut into ~8 MB blocks at record boundaries and
+as all the rest of the conversion. Here the file is cut into ~2 MB blocks at record boundaries and
 each block is parsed by pyarrow's C++ JSON reader (wrapped as `{"r": [ ...block... ]}`), on a
-background thread so parsing overlaps the Python work of the previous block. Only the columns a
-row needs are turned into Python strings; prompts, image checks and task inference are memoised on
-the (template-generated, heavily repeated) questions and image paths.
+background thread so parsing overlaps the work on the previous block. Task inference and filters
+run column-wise (the task once per distinct question: RadVLM questions come from templates), and
+grounding rows are built column-wise by `fastgrounding`.
 
 Correctness stays with the per-record path (`pipeline.Converter`):
 - a block cut is only a guess (a `}` `,` `{` whose next key is not a conversation turn's); a wrong
   guess, a malformed record, a type surprise or invalid UTF-8 make the arrow parse fail, and that
   block is parsed exactly by `jsonstream` and converted record by record;
 - within a parsed block, every record that is not a plain two-turn human/gpt conversation with an
-  id and one image goes to the per-record path, in input order, so row order and drop reasons are
-  the same either way. tests/unit/test_prep_fastpath.py checks that both paths agree.
+  id and one image (or that `fastgrounding` cannot prove it handles identically) goes to the
+  per-record path; rows are merged back in input order, so rows, their order and the drop reasons
+  are the same either way. tests/unit/test_prep_fastpath.py checks that both paths agree.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def convert_block(conv, key0: int, records: pa.StructArray) -> None:
     # (RE2, same pattern), else the question's template (memoised, once per distinct question)
     encoded = pc.dictionary_encode(questions).combine_chunks() if isinstance(questions, pa.ChunkedArray) \
         else pc.dictionary_encode(questions)
-    question_task = np.array([radvlm_llava._question_task(q or "") == opts.task
+    question_task = np.array([radvlm_llava.question_task(q or "") == opts.task
                               for q in encoded.dictionary.to_pylist()] or [False], dtype=bool)
     wanted = np.where(_true(pc.match_substring_regex(answers, BRACKET_PATTERN)), opts.task == "grounding",
                       question_task[np.asarray(encoded.indices.fill_null(0))])

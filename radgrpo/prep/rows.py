@@ -52,15 +52,12 @@ TRL_SCHEMA = pa.schema(
 )
 
 
-EXTRA_FIELDS = tuple(f.name for f in EXTRA_INFO)
-
-
 class VerlColumns:
     """verl rows of one split, gathered column by column.
 
     Building the arrow arrays column by column is several times faster than
     `pa.Table.from_pylist` over nested row dicts, which matters at a million rows. `add` takes one
-    row's parts; `extra` is the tuple of `extra_info` values in `EXTRA_FIELDS` order.
+    row's parts; `extra` is the tuple of `extra_info` values in `EXTRA_INFO` field order.
     """
 
     def __init__(self, schema: pa.Schema):
@@ -103,7 +100,7 @@ def _list_of_structs(lists: tuple[list[dict], ...], struct: pa.StructType) -> pa
 
 
 def extra_info(sample: Sample, split: str, index: int, source_index: int, n_images: int) -> tuple:
-    """`extra_info` values of a row, in `EXTRA_FIELDS` order."""
+    """`extra_info` values of a row, in `EXTRA_INFO` field order."""
     return (sample.id, split, index, source_index, sample.task, sample.dataset, sample.question,
             sample.answer, sample.answer_type, sample.label, n_images, len(sample.truth.get("boxes", ())))
 

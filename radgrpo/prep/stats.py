@@ -127,10 +127,6 @@ class PrepStats:
             self.box_height.add_many(arr[:, 3] - arr[:, 1])
 
     @property
-    def kept_total(self) -> int:
-        return sum(self.kept.values()) + len(self._kept_rows)
-
-    @property
     def malformed(self) -> int:
         return sum(self.dropped.values())
 

@@ -68,11 +68,11 @@ def infer_task(turns: list[tuple[str, str]]) -> str:
     if len(turns) > 2:
         return "conversation"
     answer = turns[1][1] or ""
-    return "grounding" if has_boxes(answer) else _question_task(turns[0][1] or "")
+    return "grounding" if has_boxes(answer) else question_task(turns[0][1] or "")
 
 
 @lru_cache(maxsize=1 << 16)
-def _question_task(question: str) -> str:
+def question_task(question: str) -> str:
     """The task a single-turn question asks for. RadVLM questions come from a few hundred
     templates, so this is memoised: 1.1M records cost a few hundred regex scans."""
     if _LOCATION.search(question):
