@@ -21,6 +21,8 @@ def process_env(device: str, metrics_path: Path, threads: int = 1) -> dict[str, 
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads)),
         "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS", str(threads)),
     }
+    if os.environ.get("RADGRPO_TRACE_VISION"):
+        env["RADGRPO_TRACE_VISION"] = os.environ["RADGRPO_TRACE_VISION"]
     if device == "cpu":
         env["VERL_PLATFORM"] = "cpu"
         env["VERL_ENGINE_DEVICE"] = "cuda"

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from radgrpo.engine.vision_trace import read_trace
 from radgrpo.runs.local import load_metrics
 
 from ..conftest import REPO
@@ -17,7 +18,8 @@ from ..conftest import REPO
 
 @pytest.mark.integration
 def test_embedded_default_trains_through_verl(tmp_path):
-    env = {**os.environ, "RADGRPO_OUTPUTS": str(tmp_path)}
+    trace = tmp_path / "vision_trace"
+    env = {**os.environ, "RADGRPO_OUTPUTS": str(tmp_path), "RADGRPO_TRACE_VISION": str(trace)}
     result = subprocess.run([sys.executable, "-m", "radgrpo.cli.train"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
@@ -35,6 +37,11 @@ def test_embedded_default_trains_through_verl(tmp_path):
         assert "reward/iou/mean" in step  # every reward component reaches the step metrics
     assert any(step["actor/grad_norm"] > 1e-4 for step in steps)  # rewards varied: a real GRPO update
     assert any(step["critic/score/max"] > step["critic/score/min"] for step in steps)
+
+    # images reached both sides: the hf rollout server and the FSDP training workers ran the vision tower
+    calls = read_trace(trace)
+    assert any("HFRolloutServer" in c["process"] and c["patches"] > 0 for c in calls), calls[:5]
+    assert any("WorkerDict" in c["process"] and c["patches"] > 0 for c in calls), calls[:5]
 
     for name in ("radgrpo_config.yaml", "verl_config.yaml", "manifest.json", "metrics.jsonl"):
         assert (run_dir / name).exists(), name
