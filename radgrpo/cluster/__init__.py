@@ -22,7 +22,11 @@ from omegaconf import DictConfig
 
 RunLocal = Callable[[DictConfig, list], dict]
 
-__all__ = ["launch", "inside_slurm_job"]
+__all__ = ["launch", "inside_slurm_job", "SlurmRunError"]
+
+
+class SlurmRunError(RuntimeError):
+    """A submitted run ended without a summary; the message is one line naming the log to read."""
 
 
 def inside_slurm_job() -> bool:

@@ -18,14 +18,10 @@ from typing import Any
 import submitit
 from omegaconf import DictConfig, OmegaConf
 
-from radgrpo.cluster import RunLocal
+from radgrpo.cluster import RunLocal, SlurmRunError
 from radgrpo.cluster.in_job import run_in_allocation
 
 TAG = "[radgrpo.cluster]"
-
-
-class SlurmRunError(RuntimeError):
-    """A submitted run ended without a summary; the message is one line naming the log to read."""
 
 
 class SlurmRun(submitit.helpers.Checkpointable):

@@ -80,6 +80,22 @@ def test_failed_run_is_reported_with_its_log_and_the_rest_of_the_sweep_completes
     assert "Traceback" in text and status["error"].split(":")[0] in text and "model" in status["error"]
 
 
+def test_submitted_run_that_fails_on_the_node_is_reported_with_its_log(slurm_cluster, run_root):
+    empty_model = run_root / "not_a_model"  # exists where radgrpo submits, holds no model on the node
+    empty_model.mkdir()
+    proc = run_radgrpo(["cluster=slurm", *CPU_SLURM_ARGS, *NO_VALIDATION, "model.tiny=null",
+                        f"model.path={empty_model}", f"paths.output_root={run_root}"])
+    assert proc.returncode != 0
+    job_id, run_dir = submitted(proc.stdout)
+    match = re.search(rf"SlurmRunError: SLURM job {job_id} failed: (.+); log: (\S+)", proc.stdout)
+    assert match, proc.stdout[-3000:]
+    log = Path(match.group(2))
+    assert log == run_dir / "slurm" / job_id / f"{job_id}_0_log.err"
+    assert "Traceback" in log.read_text() and match.group(1).split(":")[0] in log.read_text()
+    rows = slurm_cluster.wait_state(job_id, {"FAILED"})
+    assert rows[0]["State"] == "FAILED", rows
+
+
 def test_two_node_run_spans_ray_over_both_nodes_and_completes(slurm_cluster, run_root):
     proc = run_radgrpo(["cluster=slurm_multinode", *CPU_SLURM_ARGS, *NO_VALIDATION,
                         "cluster.ray_num_cpus=16", f"paths.output_root={run_root}"])
