@@ -111,11 +111,18 @@ def test_two_node_run_spans_ray_over_both_nodes_and_completes(slurm_cluster, run
     rows = slurm_cluster.wait_state(job_id, {"COMPLETED"})
     assert rows[0]["State"] == "COMPLETED" and rows[0]["NNodes"] == "2", rows
     # both ranks stopped their Ray node: nothing of this job's Ray is left on the machine
-    leftover = subprocess.run(["pgrep", "-f", f"radgrpo-ray-{job_id}-"], capture_output=True, text=True).stdout
-    assert not leftover.strip(), f"Ray processes left behind: {leftover}"
+    leftover = [p.name for p in Path("/proc").glob("[0-9]*") if _cmdline_has(p, f"radgrpo-ray-{job_id}-")]
+    assert not leftover, f"Ray processes left behind: {leftover}"
     for rank in (0, 1):
         log = (run_dir / "slurm" / job_id / f"{job_id}_{rank}_log.out").read_text()
         assert "stopped" in log, f"rank {rank} did not stop its Ray node:\n{log[-2000:]}"
+
+
+def _cmdline_has(proc: Path, text: str) -> bool:
+    try:
+        return text in (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
 
 
 def _verl_nnodes(run_dir: Path) -> int:
