@@ -14,6 +14,7 @@ own ``--temp-dir``, so a plain ``ray.init()`` elsewhere on the node never attach
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -124,19 +125,31 @@ def _ray_start(log: Path, args: list[str], num_cpus: int, num_gpus: int) -> subp
 
 
 def _wait_for_nodes(address: str, nnodes: int, head: subprocess.Popen, rendezvous: Path) -> str:
-    """Block until ``nnodes`` Ray nodes are alive; return ``ray status`` as printed by Ray."""
+    """Block until ``nnodes`` Ray nodes are alive; return ``ray status`` once it lists them all.
+
+    The node table (``ray.nodes()``) is authoritative and saved as ``nodes.json``; ``ray status``
+    (the autoscaler's view) catches up a few seconds later, so it is polled until it agrees.
+    """
     import ray
 
     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     try:
         _wait(lambda: sum(n["Alive"] for n in ray.nodes()) >= nnodes, head, NODES_TIMEOUT_S,
               f"{nnodes} Ray nodes", rendezvous)
+        nodes = [{"node_id": n["NodeID"], "address": n["NodeManagerAddress"], "port": n["NodeManagerPort"],
+                  "resources": n["Resources"]} for n in ray.nodes() if n["Alive"]]
+        (rendezvous / "nodes.json").write_text(json.dumps(nodes, indent=1))
     finally:
         ray.shutdown()
     ray_bin = Path(sys.executable).with_name("ray")
-    out = subprocess.run([str(ray_bin), "status", f"--address={address}"], capture_output=True, text=True,
-                         timeout=60)
-    return out.stdout
+    deadline = time.monotonic() + 60
+    while True:
+        status = subprocess.run([str(ray_bin), "status", f"--address={address}"], capture_output=True,
+                                text=True, timeout=60).stdout
+        active = status.split("Active:", 1)[-1].split("Pending:", 1)[0]
+        if active.count("node_") >= nnodes or time.monotonic() > deadline:
+            return status
+        time.sleep(1)
 
 
 def _wait(ready, proc: subprocess.Popen, timeout_s: float, what: str, log: Path) -> None:

@@ -101,7 +101,10 @@ def test_two_node_run_spans_ray_over_both_nodes_and_completes(slurm_cluster, run
                         "cluster.ray_num_cpus=16", f"paths.output_root={run_root}"])
     assert proc.returncode == 0, proc.stdout[-3000:]
     job_id, run_dir = submitted(proc.stdout)
-    status = (run_dir / "ray" / f"{job_id}-0" / "status.txt").read_text()
+    rendezvous = run_dir / "ray" / f"{job_id}-0"
+    nodes = json.loads((rendezvous / "nodes.json").read_text())
+    assert len(nodes) == 2 and all(n["resources"].get("GPU") == 1 for n in nodes), nodes
+    status = (rendezvous / "status.txt").read_text()
     active = status.split("Active:")[1].split("Pending:")[0]
     assert len(re.findall(r"node_[0-9a-f]+", active)) == 2, status
     assert re.search(r"0\.0/2\.0 GPU|/2\.0 GPU", status), status
