@@ -63,10 +63,13 @@ def train(cfg: DictConfig) -> dict | None:
         plan_run(cfg, materialise=False)  # fail fast on config errors before any job is queued
     except ConfigError as exc:
         _fail(str(exc))
-    from radgrpo.cluster import launch
+    from radgrpo.cluster import SlurmRunError, launch
     from radgrpo.runs import local
 
-    summary = launch(cfg, local.run)
+    try:
+        summary = launch(cfg, local.run)
+    except SlurmRunError as exc:
+        _fail(str(exc))
     if summary is not None:
         _print_summary(summary)
     return summary

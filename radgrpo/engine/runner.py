@@ -54,5 +54,5 @@ def run_verl(verl_cfg: DictConfig, env: dict[str, str]) -> None:
     try:
         run_ppo(verl_cfg, task_runner_class=TaskRunnerV1)
     finally:
-        if ray.is_initialized() and not OmegaConf.select(verl_cfg, "ray_kwargs.ray_init.address"):
-            ray.shutdown()
+        if ray.is_initialized() and OmegaConf.select(verl_cfg, "ray_kwargs.ray_init.address") in (None, "local"):
+            ray.shutdown()  # the Ray this run started; a multi-node head belongs to the SLURM launcher

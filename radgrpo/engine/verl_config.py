@@ -155,6 +155,9 @@ def computed_keys(rcfg: DictConfig, *, model_path: str, train_files: list[str], 
         "trainer.n_gpus_per_node": int(cluster.gpus_per_node),
         "actor_rollout_ref.rollout.seed": int(rcfg.seed),
         "ray_kwargs.ray_init.num_cpus": int(cluster.get("ray_num_cpus", 32)),
+        # a fresh Ray for this run, never one a `ray start` left running on the machine (the SLURM
+        # multi-node launcher points this at its own head instead)
+        "ray_kwargs.ray_init.address": "local",
         "reward.custom_reward_function.path": reward_entry["path"],
         "reward.custom_reward_function.name": reward_entry["name"],
         "reward.custom_reward_function.reward_kwargs": reward_entry["kwargs"],

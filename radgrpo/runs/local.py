@@ -95,10 +95,11 @@ def _keep_previous_metrics(path: Path) -> None:
         path.rename(path.with_name(f"metrics.attempt{attempt}.jsonl"))
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def load_metrics(run_dir: Path) -> list[dict]:
     """Every logged step of the run, earlier attempts first."""
-    lines = []
-    for path in sorted(run_dir.glob("metrics.attempt*.jsonl")) + [run_dir / "metrics.jsonl"]:
-        if path.exists():
-            lines.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return lines
+    paths = sorted(run_dir.glob("metrics.attempt*.jsonl"), key=lambda p: int(p.stem.removeprefix("metrics.attempt")))
+    return [line for path in [*paths, run_dir / "metrics.jsonl"] if path.exists() for line in read_jsonl(path)]

@@ -30,14 +30,23 @@ def latest_checkpoint(checkpoint_dir: Path) -> str | None:
     return None
 
 
-def build_summary(run_dir: Path, steps: list[dict], *, wall_time_s: float, error: str | None) -> dict:
+def _train_steps(steps: list[dict]) -> list[dict]:
+    return [s for s in steps if any(k.startswith("actor/") for k in s["data"])]
+
+
+def build_summary(run_dir: Path, steps: list[dict], *, wall_time_s: float, error: str | None,
+                  this_attempt: list[dict] | None = None, attempts: int = 1) -> dict:
+    """`steps` holds every attempt's metrics (a requeued run resumes); `this_attempt` the latest's."""
     final = steps[-1]["data"] if steps else {}
-    train_steps = [s for s in steps if any(k.startswith("actor/") for k in s["data"])]
+    train_steps = _train_steps(steps)
+    latest = _train_steps(this_attempt if this_attempt is not None else steps)
     return {
         "status": "failed" if error else "completed",
         "error": error,
         "steps_completed": max((int(s["step"]) for s in train_steps), default=0),
-        "first_step": min((int(s["step"]) for s in train_steps), default=None),
+        # first step trained by this attempt: checkpointed step + 1 after a resume
+        "first_step": min((int(s["step"]) for s in latest), default=None),
+        "attempts": attempts,
         "wall_time_s": round(wall_time_s, 2),
         "final_metrics": {k: _finite_or_none(final.get(k)) for k in HEADLINE_METRICS if k in final},
         "reward_mean_per_step": [_finite_or_none(s["data"].get("critic/score/mean")) for s in train_steps],
@@ -50,10 +59,12 @@ def build_summary(run_dir: Path, steps: list[dict], *, wall_time_s: float, error
 
 
 def write_summary(plan, *, started: float, error: str | None) -> dict:
-    from radgrpo.runs.local import load_metrics
+    from radgrpo.runs.local import load_metrics, read_jsonl
 
+    current = plan.run_dir / "metrics.jsonl"
     summary = build_summary(plan.run_dir, load_metrics(plan.run_dir), wall_time_s=time.time() - started,
-                            error=error)
+                            error=error, this_attempt=read_jsonl(current) if current.exists() else [],
+                            attempts=1 + len(list(plan.run_dir.glob("metrics.attempt*.jsonl"))))
     summary["device"] = plan.device
     summary["model_path"] = plan.model_path
     summary["train_files"] = plan.train_files

@@ -31,7 +31,6 @@ def compose_train(overrides: list[str], tmp_path: Path):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):  # what Hydra sets at run time
-        cfg.paths.root = str(tmp_path)
         cfg.paths.run_dir = str(tmp_path / "run")
         cfg.paths.output_root = str(tmp_path / "outputs")
         cfg.paths.cache = str(tmp_path / "cache")

@@ -1,0 +1,14 @@
+"""OmegaConf resolvers radgrpo's configs use, registered on `import radgrpo`.
+
+`${cwd:}` is the current working directory. Hydra's `${hydra:runtime.cwd}` would do in a single run,
+but a multirun sweeper resolves `hydra.sweep.dir` before the Hydra runtime config exists
+("HydraConfig was not set"), and the output root feeds that folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+from omegaconf import OmegaConf
+
+OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
