@@ -54,7 +54,7 @@ def raw_command(run_dir: Path) -> tuple[list[str], dict[str, str]]:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", return_hydra_config=True)
     with open_dict(cfg):
-        cfg.paths.root, cfg.paths.run_dir = str(REPO), str(run_dir)
+        cfg.paths.run_dir = str(run_dir)
         cfg.paths.output_root = str(run_dir.parent)
         cfg.paths.cache = os.environ.get("RADGRPO_CACHE", str(Path.home() / ".cache" / "radgrpo"))
         del cfg["hydra"]

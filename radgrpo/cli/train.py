@@ -60,15 +60,16 @@ def train(cfg: DictConfig) -> dict | None:
             print(OmegaConf.to_yaml(plan.verl_config))
             print(f"# device={plan.device} run_dir={plan.run_dir} (dry run: nothing started)")
             return None
-        plan_run(cfg, materialise=False)  # fail fast on config errors before any job is queued
+        if cfg.cluster.name != "local":
+            plan_run(cfg, materialise=False)  # fail fast on config errors before any job is queued
     except ConfigError as exc:
         _fail(str(exc))
     from radgrpo.cluster import SlurmRunError, launch
     from radgrpo.runs import local
 
     try:
-        summary = launch(cfg, local.run)
-    except SlurmRunError as exc:
+        summary = launch(cfg, local.run)  # a local run plans (and fails on config errors) before Ray starts
+    except (ConfigError, SlurmRunError) as exc:
         _fail(str(exc))
     if summary is not None:
         _print_summary(summary)

@@ -21,6 +21,7 @@ Vision special tokens are suppressed during generation: a random tiny model woul
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 from typing import Any, Generator, Optional
@@ -73,6 +74,8 @@ class HFRolloutServer:
         self.suppress_tokens = [vocab[t] for t in VISION_SPECIAL_TOKENS if t in vocab]
         self.global_steps: Optional[int] = None
         self.weight_version = 0
+        self.seed = int(getattr(config, "seed", 0) or 0)
+        self._requests_per_prompt: dict[str, int] = {}
         self._lock = asyncio.Lock()
 
     # ----- generation -------------------------------------------------------------------------
@@ -88,7 +91,20 @@ class HFRolloutServer:
         if video_data:
             raise NotImplementedError("the hf rollout takes images only; use the vllm rollout for video")
         async with self._lock:
+            torch.manual_seed(self._request_seed(prompt_ids, image_data))
             return await asyncio.to_thread(self._generate, list(prompt_ids), dict(sampling_params), image_data)
+
+    def _request_seed(self, prompt_ids: list[int], images: Optional[list[Any]]) -> int:
+        """Seed of one request: the run's seed, the prompt, and how often that prompt came before.
+
+        Requests arrive concurrently and in no fixed order; seeding by content keeps a run
+        reproducible (the k-th sample of a prompt is the same sample in every run), and the n
+        samples of one prompt in a GRPO group still differ.
+        """
+        digest = hashlib.sha256(str((list(prompt_ids), len(images or []))).encode()).hexdigest()
+        occurrence = self._requests_per_prompt.get(digest, 0)
+        self._requests_per_prompt[digest] = occurrence + 1
+        return int.from_bytes(hashlib.sha256(f"{self.seed}:{digest}:{occurrence}".encode()).digest()[:8], "big")
 
     def _generate(self, prompt_ids: list[int], sampling: dict[str, Any], images: Optional[list[Any]]) -> TokenOutput:
         input_ids = torch.tensor([prompt_ids], dtype=torch.long)
