@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from radgrpo.data.parquet import write_dataset
 from radgrpo.data.prompts import grounding_prompt
 from radgrpo.data.schema import encode_ground_truth
+from radgrpo.prep.writer import MANIFEST, DatasetWriter
 
 DATA_SOURCE = "synthetic_grounding"
 
@@ -96,17 +96,17 @@ def _rows(spec: SyntheticGroundingSpec, split: str, count: int, image_dir: Path,
 def generate_synthetic_grounding(spec: SyntheticGroundingSpec, cache_dir: str | Path) -> Path:
     """Write (or reuse) the dataset for `spec`; returns its folder with train/, val/ and manifest.json."""
     target = Path(cache_dir) / "synthetic_grounding" / spec.fingerprint()
-    if (target / "manifest.json").exists():
+    if (target / MANIFEST).exists():
         return target
     rng = np.random.default_rng(spec.seed)
-
-    def build(staging: Path) -> dict:
-        image_dir = staging / "images"  # rows reference the published location, target/images
+    with DatasetWriter(target) as writer:
+        image_dir = writer.tmp / "images"  # published with the rows; rows reference target/images
         image_dir.mkdir()
-        splits = {
-            split: list(_rows(spec, split, count, image_dir, target / "images", rng))
-            for split, count in (("train", spec.num_train), ("val", spec.num_val))
-        }
-        return {"source": "generator:synthetic_grounding", "params": asdict(spec), "splits": splits}
-
-    return write_dataset(target, build)
+        for split, count in (("train", spec.num_train), ("val", spec.num_val)):
+            for row in _rows(spec, split, count, image_dir, target / "images", rng):
+                writer.add(row, split=split)
+        if (target / MANIFEST).exists():  # a concurrent process (another SLURM task) published it first
+            return target  # leaving the block unpublished discards this copy
+        writer.publish({"source": "generator:synthetic_grounding", "params": asdict(spec),
+                        "counts": {"kept": writer.counts(), "dropped": {}}})
+    return target

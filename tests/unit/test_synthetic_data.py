@@ -13,7 +13,7 @@ def test_dataset_is_deterministic_and_valid(tmp_path):
     first = generate_synthetic_grounding(spec, tmp_path / "a")
     second = generate_synthetic_grounding(spec, tmp_path / "b")
     manifest = json.loads((first / "manifest.json").read_text())
-    assert manifest["counts"] == {"train": 60, "val": 10}
+    assert manifest["counts"]["kept"] == {"train": 60, "val": 10}
     rows_a = pq.read_table(first / "train").to_pylist()
     rows_b = pq.read_table(second / "train").to_pylist()
     assert [r["reward_model"] for r in rows_a] == [r["reward_model"] for r in rows_b]
