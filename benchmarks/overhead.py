@@ -6,6 +6,8 @@ from verl's defaults becomes a Hydra override (`+key=...` for keys verl's schema
 same environment (CPU platform, one thread, metrics file) is set; radgrpo's verl plugin is loaded in
 both (it is what makes verl run on a CPU). Runs alternate (radgrpo, raw, radgrpo, raw, ...) after
 one warm-up run that builds the tiny model and the synthetic data, so caches are equally warm.
+Each run starts only when the previous run's Ray processes have exited, and the order alternates
+ABBA (radgrpo, raw, raw, radgrpo, ...) so neither side always follows the other.
 
     .venv/bin/python benchmarks/overhead.py [--repeats 2]
 
@@ -74,7 +76,18 @@ def raw_command(run_dir: Path) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "verl.trainer.main_ppo", *overrides], env
 
 
+def wait_for_ray_to_exit(limit_s: float = 120.0) -> None:
+    """A run's Ray workers outlive its driver by a few seconds; don't time the next run against them."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        leftover = subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"], capture_output=True, text=True)
+        if not leftover.stdout.strip():
+            return
+        time.sleep(1)
+
+
 def timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
+    wait_for_ray_to_exit()
     started = time.monotonic()
     with log.open("w") as out:
         result = subprocess.run(cmd, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
@@ -85,7 +98,7 @@ def timed(cmd: list[str], env: dict[str, str], log: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="pairs of runs (order alternates)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     work = Path(tempfile.mkdtemp(prefix="radgrpo-overhead-"))
@@ -96,11 +109,15 @@ def main() -> None:
     timed(radgrpo, radgrpo_env, work / "warmup.log")
     times = {"radgrpo": [], "raw verl": []}
     for i in range(args.repeats):
-        times["radgrpo"].append(timed(radgrpo, radgrpo_env, work / f"radgrpo_{i}.log"))
-        print(f"radgrpo   run {i}: {times['radgrpo'][-1]:.1f} s", flush=True)
-        cmd, env = raw_command(work / f"raw_{i}")
-        times["raw verl"].append(timed(cmd, env, work / f"raw_{i}.log"))
-        print(f"raw verl  run {i}: {times['raw verl'][-1]:.1f} s", flush=True)
+        order = ("radgrpo", "raw verl") if i % 2 == 0 else ("raw verl", "radgrpo")
+        for side in order:
+            if side == "radgrpo":
+                seconds = timed(radgrpo, radgrpo_env, work / f"radgrpo_{i}.log")
+            else:
+                cmd, env = raw_command(work / f"raw_{i}")
+                seconds = timed(cmd, env, work / f"raw_{i}.log")
+            times[side].append(seconds)
+            print(f"{side:9s} run {i}: {seconds:.1f} s", flush=True)
     ratio = statistics.median(times["radgrpo"]) / statistics.median(times["raw verl"])
     print(f"median radgrpo {statistics.median(times['radgrpo']):.1f} s, raw verl "
           f"{statistics.median(times['raw verl']):.1f} s; ratio radgrpo/raw = {ratio:.3f} (target <= 1.05)")
