@@ -1,4 +1,5 @@
-"""The whole user path: seed-format data -> radgrpo-prep -> radgrpo data=prepared -> a GRPO step."""
+"""The whole user path: seed-format data -> radgrpo-prep -> radgrpo data=prepared -> a GRPO step,
+with a two-term reward mix whose components both reach the run's metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 
 from radgrpo.data.synthetic import draw_chest
+from radgrpo.runs.local import load_metrics
 
 from ..conftest import REPO
 from ..unit.test_prep_inputs import GROUNDING_Q, llava
@@ -46,6 +48,7 @@ def test_prepared_radvlm_grounding_trains(tmp_path):
     assert manifest["counts"]["kept_total"] == 16 and not manifest["counts"]["dropped"]
 
     train = subprocess.run([sys.executable, "-m", "radgrpo.cli.train", "data=prepared", f"data.dir={prepared}",
+                            "reward=iou_format",
                             "algorithm.total_training_steps=1", "data.verl.data.train_batch_size=8",
                             "data.verl.data.max_prompt_length=512", "data.verl.data.max_response_length=48"],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
@@ -54,3 +57,6 @@ def test_prepared_radvlm_grounding_trains(tmp_path):
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "completed" and summary["steps_completed"] == 1
     assert json.loads((summary_path.parent / "manifest.json").read_text()) == manifest
+    (step,) = [s["data"] for s in load_metrics(summary_path.parent) if "actor/pg_loss" in s["data"]]
+    for component in ("reward/iou/mean", "reward/format/mean", "reward/iou/matched_iou/mean"):
+        assert component in step, sorted(k for k in step if k.startswith("reward/"))
