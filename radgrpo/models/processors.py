@@ -10,8 +10,9 @@ decide what to save and load.
 The classes keep the stock class names on purpose: verl dispatches on
 `processor.__class__.__name__` (e.g. to bind Qwen2.5-VL's `get_rope_index`), so a renamed subclass
 would lose mrope position ids. `register_torchvision_free_processors` makes `AutoProcessor` return
-them for their model configs; it is a no-op when torchvision imports (GPU clusters), where the
-stock processors work.
+them for their model configs and serves `import qwen_vl_utils` (verl's image loader, which imports
+torchvision at module level) from radgrpo.models.qwen_vl_images. It is a no-op when torchvision
+imports (GPU clusters), where the stock processors and qwen_vl_utils work.
 """
 
 from __future__ import annotations
