@@ -87,7 +87,9 @@ def test_submitted_run_that_fails_on_the_node_is_reported_with_its_log(slurm_clu
                         f"model.path={empty_model}", f"paths.output_root={run_root}"])
     assert proc.returncode != 0
     job_id, run_dir = submitted(proc.stdout)
-    match = re.search(rf"SlurmRunError: SLURM job {job_id} failed: (.+); log: (\S+)", proc.stdout)
+    # one line for the user, not a traceback
+    match = re.search(rf"^radgrpo: error: SLURM job {job_id} failed: (.+); log: (\S+)$", proc.stdout, re.MULTILINE)
+    assert "Traceback" not in proc.stdout
     assert match, proc.stdout[-3000:]
     log = Path(match.group(2))
     assert log == run_dir / "slurm" / job_id / f"{job_id}_0_log.err"
