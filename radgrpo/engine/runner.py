@@ -30,11 +30,12 @@ def process_env(device: str, metrics_path: Path, threads: int = 1) -> dict[str, 
 
 
 def attach_env(verl_cfg: DictConfig, env: dict[str, str]) -> None:
-    """Forward `env` to Ray workers through `ray_kwargs.ray_init.runtime_env.env_vars`."""
-    current = OmegaConf.select(verl_cfg, "ray_kwargs.ray_init.runtime_env.env_vars", default=None) or {}
-    merged = {**env, **OmegaConf.to_container(current, resolve=True)} if isinstance(current, DictConfig) else {
-        **env, **current}
-    OmegaConf.update(verl_cfg, "ray_kwargs.ray_init.runtime_env.env_vars", merged, merge=False, force_add=True)
+    """Forward `env` to Ray workers through `ray_kwargs.ray_init.runtime_env.env_vars`; variables the
+    config already sets (a user's `verl.` override) win."""
+    key = "ray_kwargs.ray_init.runtime_env.env_vars"
+    current = OmegaConf.select(verl_cfg, key, default=None)
+    existing = OmegaConf.to_container(current, resolve=True) if current is not None else {}
+    OmegaConf.update(verl_cfg, key, {**env, **existing}, merge=False, force_add=True)
 
 
 def run_verl(verl_cfg: DictConfig, env: dict[str, str]) -> None:
