@@ -37,6 +37,8 @@ FP32_MIXED_PRECISION = {"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_d
 CPU_PROFILE = {
     "trainer.device": "cpu",
     "actor_rollout_ref.rollout.name": "hf",
+    # `det-<sample index>` request ids: the hf rollout seeds each sample from them (reproducible runs)
+    "actor_rollout_ref.rollout.full_determinism": True,
     "actor_rollout_ref.rollout.tensor_model_parallel_size": 1,
     "actor_rollout_ref.rollout.agent.num_workers": 1,
     "actor_rollout_ref.rollout.free_cache_engine": False,
