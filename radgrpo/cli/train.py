@@ -5,8 +5,8 @@
     radgrpo verl.trainer.total_training_steps=10 dry_run=true
     radgrpo -m sampling=uniform,hard sampling.size=1000,2000,5000 cluster=slurm
 
-`verl.<key>=value` arguments pass straight through to verl's config (checked against its schema);
-they are rewritten to Hydra's force-add form `++verl.<key>=value` before Hydra parses them.
+`verl.<key>=value` and `<group>.verl.<key>=value` arguments pass through to verl's config (checked
+against its schema); they are rewritten to Hydra's force-add form `++...` before Hydra parses them.
 """
 
 from __future__ import annotations
@@ -22,8 +22,15 @@ CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def rewrite_verl_overrides(argv: list[str]) -> list[str]:
-    """`verl.a.b=1` -> `++verl.a.b=1`: verl keys are not in radgrpo's schema, so Hydra must add them."""
-    return [f"++{arg}" if arg.startswith("verl.") and "=" in arg else arg for arg in argv]
+    """`verl.a.b=1`, `model.verl.a.b=1` -> `++...`: verl keys are not in radgrpo's schema, so Hydra must
+    add them (radgrpo checks them against verl's own config instead, see engine.verl_config)."""
+    return [f"++{arg.lstrip('+')}" if _is_verl_key(arg) else arg for arg in argv]
+
+
+def _is_verl_key(arg: str) -> bool:
+    key, sep, _ = arg.lstrip("+").partition("=")
+    parts = key.split(".")
+    return bool(sep) and len(parts) > 1 and (parts[0] == "verl" or (len(parts) > 2 and parts[1] == "verl"))
 
 
 def unknown_group_option(argv: list[str], conf_dir: Path) -> str | None:

@@ -1,7 +1,7 @@
 """Where a run executes: here, on one SLURM node, or across several SLURM nodes with Ray spanning them.
 
 The training app composes its config and hands it here with the function that trains in the current
-process (``run_local(cfg, extra_verl_overrides) -> summary``). ``launch`` decides:
+process (``run_local(cfg, ray_address) -> summary``; ``ray_address`` is None for a fresh local Ray). ``launch`` decides:
 
 - ``cluster.name == "local"``: train here.
 - a SLURM option, outside any SLURM job: submit the run with submitit (every sbatch parameter comes
@@ -20,7 +20,7 @@ from typing import Callable
 
 from omegaconf import DictConfig
 
-RunLocal = Callable[[DictConfig, list], dict]
+RunLocal = Callable[[DictConfig, "str | None"], dict]
 
 __all__ = ["launch", "inside_slurm_job", "SlurmRunError"]
 
@@ -38,7 +38,7 @@ def launch(cfg: DictConfig, run_local: RunLocal) -> dict | None:
     """Run ``cfg`` where ``cfg.cluster`` says; return the run summary (None on non-zero Ray ranks)."""
     name = str(cfg.cluster.name)
     if name == "local":
-        return run_local(cfg, [])
+        return run_local(cfg, None)
     if "slurm" not in cfg.cluster:
         raise ValueError(
             f"cluster={name}: not 'local' and has no 'slurm:' section; "

@@ -3,7 +3,8 @@
 Multi-node runs have one task per node (submitit ``tasks_per_node=1``). Rank 0 starts the Ray head
 with a fixed ``num_cpus``/``num_gpus`` (an unset value hangs under SLURM, verl issue #523) and writes
 its address to ``<run_dir>/ray/<job>-<restart>/head``; the other ranks join it and block. Once every
-node is in, rank 0 trains with ``+ray_kwargs.ray_init.address=<head> trainer.nnodes=N``. Whatever
+node is in, rank 0 trains on that Ray (``run_local(cfg, ray_address=<head>)``; verl's
+``trainer.nnodes`` comes from ``cluster.nnodes``). Whatever
 happens, rank 0 then writes ``done`` and stops the head; the other ranks see ``done`` (or lose the
 head) and stop their node, so no Ray process outlives the run or holds the allocation.
 
@@ -36,7 +37,7 @@ NODES_TIMEOUT_S = 300  # how long rank 0 waits for every node to join
 def run_in_allocation(cfg: DictConfig, run_local: RunLocal) -> dict | None:
     nnodes = int(cfg.cluster.nnodes)
     if nnodes <= 1:
-        return run_local(cfg, [])
+        return run_local(cfg, None)
     ntasks = int(os.environ.get("SLURM_NTASKS", "1"))
     if ntasks != nnodes:
         raise RuntimeError(
@@ -74,9 +75,7 @@ def _head(cfg, run_local, rendezvous: Path, key: str, nnodes: int, num_cpus: int
         status = _wait_for_nodes(address, nnodes, proc, rendezvous)
         print(status, flush=True)
         (rendezvous / "status.txt").write_text(status)
-        # Connecting to a running cluster, ray.init must not be given resources: the nodes have them.
-        return run_local(cfg, [f"+ray_kwargs.ray_init.address={address}", f"trainer.nnodes={nnodes}",
-                               "ray_kwargs.ray_init.num_cpus=null", "ray_kwargs.ray_init.num_gpus=null"])
+        return run_local(cfg, address)
     finally:
         _disconnect()
         (rendezvous / "done").touch()

@@ -30,19 +30,17 @@ def write_run_configs(cfg: DictConfig, verl_cfg: DictConfig, run_dir: Path) -> N
     (run_dir / "verl_config.yaml").write_text(OmegaConf.to_yaml(verl_cfg, resolve=False))
 
 
-def run(cfg: DictConfig, extra_verl_overrides: list[str] | tuple[str, ...] = ()) -> dict:
+def run(cfg: DictConfig, ray_address: str | None = None) -> dict:
     """Train as configured; returns the summary (also written to `<run_dir>/summary.json`).
 
-    `extra_verl_overrides` are `key=value` strings applied last (the SLURM launcher uses them to point
-    verl at a multi-node Ray cluster and set `trainer.nnodes`).
+    `ray_address`: a running Ray cluster to train on (the SLURM multi-node head); None starts a fresh
+    local Ray for this run.
     """
     from radgrpo.engine.runner import process_env, run_verl
-    from radgrpo.engine.verl_config import apply, flatten
     from radgrpo.tracking import tracking_env
 
     started = time.time()
-    plan = plan_run(cfg)
-    apply(plan.verl_config, flatten(_parse_overrides(extra_verl_overrides)))
+    plan = plan_run(cfg, ray_address=ray_address)
     write_run_configs(cfg, plan.verl_config, plan.run_dir)
     if plan.data_dir is not None and (plan.data_dir / "manifest.json").exists():
         shutil.copy(plan.data_dir / "manifest.json", plan.run_dir / "manifest.json")
@@ -68,22 +66,6 @@ def _sweep_dir() -> str | None:
         return None
     hydra_cfg = HydraConfig.get()
     return str(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
-
-
-def _parse_overrides(overrides) -> dict:
-    out = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"verl override must be key=value, got {item!r}")
-        out[key.lstrip("+")] = _yaml_value(value)
-    return out
-
-
-def _yaml_value(text: str):
-    import yaml
-
-    return yaml.safe_load(text) if text else None
 
 
 def _keep_previous_metrics(path: Path) -> None:

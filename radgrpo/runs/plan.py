@@ -32,14 +32,25 @@ class RunPlan:
 
 
 def resolve_device(requested: str) -> str:
-    """`auto` -> `cuda` when torch sees a GPU, else `cpu`."""
+    """`auto` -> `cuda` when torch sees a GPU, else `cpu`.
+
+    Without a GPU driver's device files torch cannot see a GPU either, so the answer is `cpu` without
+    importing torch (seconds of a dry run or a config check); with them, torch decides.
+    """
     if requested in ("cpu", "cuda"):
         return requested
     if requested != "auto":
         raise ConfigError(f"cluster.device must be auto, cpu or cuda, got {requested!r}")
+    if not gpu_driver_present():
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def gpu_driver_present() -> bool:
+    """NVIDIA (/dev/nvidia0..) or ROCm (/dev/kfd) device files: a GPU torch.cuda could use."""
+    return Path("/dev/kfd").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def resolve_model_path(model: DictConfig, cache: str) -> str:
@@ -128,8 +139,11 @@ def reward_entry(reward: DictConfig) -> dict[str, Any]:
     return {"path": str(Path(verl_entry.__file__).resolve()), "name": "compute_score", "kwargs": options}
 
 
-def plan_run(cfg: DictConfig, *, materialise: bool = True) -> RunPlan:
-    """Check and resolve everything; with materialise=False (dry run) build nothing on disk."""
+def plan_run(cfg: DictConfig, *, materialise: bool = True, ray_address: str | None = None) -> RunPlan:
+    """Check and resolve everything; with materialise=False (dry run) build nothing on disk.
+
+    `ray_address`: join this running Ray cluster (the SLURM multi-node head) instead of starting one.
+    """
     from radgrpo.engine.verl_config import build_verl_config, computed_keys, validate_verl_config
 
     run_dir = Path(cfg.paths.run_dir)
@@ -157,7 +171,7 @@ def plan_run(cfg: DictConfig, *, materialise: bool = True) -> RunPlan:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     computed = computed_keys(cfg, model_path=model_path, train_files=train, val_files=val, run_dir=run_dir,
-                             reward_entry=entry, device=device)
+                             reward_entry=entry, device=device, ray_address=ray_address)
     try:
         verl_cfg = build_verl_config(cfg, device=device, computed=computed)
         validate_verl_config(verl_cfg)
