@@ -17,8 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-# conf/ sits beside the package at the top of the checkout (radgrpo installs editable: `make install`).
-CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "conf")
+from radgrpo import CONF_DIR
 
 
 def rewrite_verl_overrides(argv: list[str]) -> list[str]:
@@ -57,27 +56,30 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def train(cfg: DictConfig) -> dict | None:
-    from radgrpo.runs.plan import ConfigError, plan_run
+    from radgrpo.errors import UserError
 
     try:
-        if cfg.dry_run:
-            plan = plan_run(cfg, materialise=False)
-            print(OmegaConf.to_yaml(plan.verl_config))
-            print(f"# device={plan.device} run_dir={plan.run_dir} (dry run: nothing started)")
-            return None
-        if cfg.cluster.name != "local":
-            plan_run(cfg, materialise=False)  # fail fast on config errors before any job is queued
-    except ConfigError as exc:
+        return _train(cfg)
+    except UserError as exc:
         _fail(str(exc))
-    from radgrpo.cluster import SlurmRunError, launch
+
+
+def _train(cfg: DictConfig) -> dict | None:
+    from radgrpo.runs.plan import plan_run
+
+    if cfg.dry_run:
+        plan = plan_run(cfg)
+        print(OmegaConf.to_yaml(plan.verl_config))
+        print(f"# device={plan.device} run_dir={plan.run_dir} (dry run: nothing started)")
+        return None
+    if cfg.cluster.name != "local":
+        plan_run(cfg)  # fail fast on config errors before any job is queued
+    from radgrpo.cluster import launch
     from radgrpo.runs import local
 
-    try:
-        summary = launch(cfg, local.run)  # a local run plans (and fails on config errors) before Ray starts
-    except (ConfigError, SlurmRunError) as exc:
-        _fail(str(exc))
+    summary = launch(cfg, local.run)  # a local run plans (and fails on config errors) before Ray starts
     if summary is not None:
         _print_summary(summary)
     return summary
@@ -91,7 +93,7 @@ def _print_summary(summary: dict) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
-    problem = unknown_group_option(args, Path(CONFIG_PATH))
+    problem = unknown_group_option(args, CONF_DIR)
     if problem:
         _fail(problem)
     sys.argv = [sys.argv[0], *rewrite_verl_overrides(args)]

@@ -178,11 +178,11 @@ def apply(cfg: DictConfig, mapping: dict[str, Any]) -> None:
 
 
 def computed_keys(rcfg: DictConfig, *, model_path: str, train_files: list[str], val_files: list[str],
-                  run_dir: Path, reward_entry: dict[str, Any], device: str,
+                  checkpoints: Path, rollouts: Path, reward_entry: dict[str, Any], device: str,
                   ray_address: str | None = None) -> dict[str, Any]:
     """The keys radgrpo derives from the composition rather than asks the user for (see COMPUTED_FROM).
 
-    `ray_address`: a running Ray cluster to join (the SLURM multi-node head), whose nodes already
+    `checkpoints`, `rollouts`: the run folder's (radgrpo.runs.folder). `ray_address`: a running Ray cluster to join (the SLURM multi-node head), whose nodes already
     declare their CPUs and GPUs; None starts a fresh local Ray sized from `cluster.*`.
     """
     cluster = rcfg.cluster
@@ -195,8 +195,8 @@ def computed_keys(rcfg: DictConfig, *, model_path: str, train_files: list[str], 
         "data.trust_remote_code": bool(rcfg.model.get("trust_remote_code", False)),
         "trainer.project_name": str(rcfg.logger.get("project", "radgrpo")),
         "trainer.experiment_name": str(rcfg.run_name),
-        "trainer.default_local_dir": str(run_dir / "checkpoints"),
-        "trainer.rollout_data_dir": str(run_dir / "rollouts"),
+        "trainer.default_local_dir": str(checkpoints),
+        "trainer.rollout_data_dir": str(rollouts),
         "trainer.logger": list(rcfg.logger.backends) + ["file"],
         "trainer.nnodes": int(cluster.nnodes),
         "trainer.n_gpus_per_node": int(cluster.gpus_per_node),

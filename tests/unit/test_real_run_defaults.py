@@ -31,7 +31,7 @@ def test_a_real_model_on_prepared_data_inherits_no_smoke_value(model, tmp_path):
                          "cluster.device=cuda"], tmp_path)
     inherited = {k: v for k, v in SMOKE.items() if cfg.algorithm.get(k) == v}
     assert not inherited, f"model={model} data=prepared composes smoke-sized values {inherited}"
-    verl = plan_run(cfg, materialise=False).verl_config
+    verl = plan_run(cfg).verl_config
     assert verl.trainer.total_training_steps is None  # verl derives steps from the epochs and the data
     assert verl.trainer.total_epochs == cfg.algorithm.total_epochs
     assert verl.data.train_batch_size % verl.actor_rollout_ref.actor.ppo_mini_batch_size == 0

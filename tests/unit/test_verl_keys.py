@@ -35,7 +35,7 @@ def test_a_misspelt_key_from_any_source_is_an_error_with_a_suggestion(override, 
     cfg = compose_train([override, "cluster.device=cpu"], tmp_path)
     key = override.split("=")[0].removeprefix(f"++{source}.")
     with pytest.raises(ConfigError, match=rf"verl has no config key '{key}' \(from {source}\.{key}\); did you mean"):
-        plan_run(cfg, materialise=False)
+        plan_run(cfg)
 
 
 @pytest.mark.parametrize("override,option", [
@@ -50,7 +50,7 @@ def test_a_misspelt_key_from_any_source_is_an_error_with_a_suggestion(override, 
 def test_overriding_a_computed_key_names_the_radgrpo_option(override, option, tmp_path):
     cfg = compose_train([override, "cluster.device=cpu"], tmp_path)
     with pytest.raises(ConfigError, match="radgrpo computes verl's") as err:
-        plan_run(cfg, materialise=False)
+        plan_run(cfg)
     assert f"set {option}" in str(err.value) and "\n" not in str(err.value)
 
 
@@ -60,7 +60,7 @@ def test_free_form_nodes_take_any_key(tmp_path):
                          "++verl.ray_kwargs.ray_init.num_gpus=8",  # not computed on GPU
                          "++verl.actor_rollout_ref.model.override_config.rope_theta=1e6",
                          "++data.verl.data.mm_processor_kwargs.max_pixels=1000"], tmp_path)
-    verl = plan_run(cfg, materialise=False).verl_config
+    verl = plan_run(cfg).verl_config
     assert verl.reward.reward_kwargs.overlong_buffer_cfg.enable is True
     assert verl.ray_kwargs.ray_init.num_gpus == 8 and verl.ray_kwargs.ray_init.address == "local"
     assert verl.actor_rollout_ref.model.override_config.rope_theta == 1e6
@@ -76,7 +76,8 @@ def test_the_check_is_reusable_for_any_mapping():
 def test_joining_a_running_ray_passes_its_address_as_a_value(tmp_path):
     cfg = compose_train(["cluster=slurm_multinode", "cluster.device=cpu"], tmp_path)
     entry = {"path": "/r.py", "name": "compute_score", "kwargs": {}}
-    keys = computed_keys(cfg, model_path="m", train_files=[], val_files=[], run_dir=tmp_path, reward_entry=entry,
+    keys = computed_keys(cfg, model_path="m", train_files=[], val_files=[], checkpoints=tmp_path / "c",
+                         rollouts=tmp_path / "r", reward_entry=entry,
                          device="cpu", ray_address="10.0.0.1:6379")
     assert keys["ray_kwargs.ray_init.address"] == "10.0.0.1:6379" and keys["trainer.nnodes"] == 2
     assert keys["ray_kwargs.ray_init.num_cpus"] is None and keys["ray_kwargs.ray_init.num_gpus"] is None
