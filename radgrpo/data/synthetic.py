@@ -22,7 +22,7 @@ from PIL import Image
 
 from radgrpo.data.prompts import grounding_prompt
 from radgrpo.data.schema import encode_ground_truth
-from radgrpo.prep.writer import MANIFEST, DatasetWriter
+from radgrpo.data.writer import MANIFEST, DatasetWriter
 
 DATA_SOURCE = "synthetic_grounding"
 

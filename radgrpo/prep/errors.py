@@ -7,8 +7,10 @@ fix (missing input, unknown source, bad option): the CLI prints its message as o
 
 from __future__ import annotations
 
+from radgrpo.errors import UserError
 
-class PrepError(Exception):
+
+class PrepError(UserError):
     """A user error; its message names the thing to fix."""
 
 

@@ -28,7 +28,7 @@ from radgrpo.prep.rows import TRL_SCHEMA, VerlColumns, extra_info, ground_truth_
 from radgrpo.prep.sample import Sample
 from radgrpo.prep.sources import load_source, open_records
 from radgrpo.prep.stats import PrepStats
-from radgrpo.prep.writer import MANIFEST, DatasetWriter
+from radgrpo.data.writer import MANIFEST, DatasetWriter
 
 BATCH = 2048
 STRICT_EXAMPLES = 10
