@@ -23,7 +23,8 @@ ANSWERS = ["No abnormalities or lesions are detected on this Chest X-ray.", "It 
            "At [0.5, 0.2, 0.3, 0.4].", "At [0.1, 0.2, 0.3].", "At [0.00001, 0.2, 0.3, 0.4].",
            "At [.5, 0.2, 0.6, 0.9]", " [0.1,0.2,0.3,0.4] ", "", "Heart size normal.", "At [0.1, 0.2, 1.5, 0.4].",
            "Sure: [0.123456789012345, 0.2, 0.3, 0.4]; [0.0, 0.0, 1.0, 1.0]", "Unicode ✓ at [0.1, 0.2, 0.3, 0.4]"]
-IDS = ["vindr-cxr_{i}", "vindr-cxr-mono_{i}", "mimic-cxr_{i}", "  padded_{i} ", "noprefix{i}", ""]
+IDS = ["vindr-cxr_{i}", "vindr-cxr-mono_{i}", "mimic-cxr_{i}", "  padded_{i} ", "noprefix{i}", "",
+       "vindr-cxr-train2_{i}", "vindr-cxr-mono-train1_{i}", "mscxr-train3_{i}", "-train1_{i}", "mimic-test_{i}"]
 
 
 def _records(rng: random.Random, images: list[str], n: int) -> list:
@@ -39,7 +40,7 @@ def _records(rng: random.Random, images: list[str], n: int) -> list:
         elif roll < 0.09:
             rec["conversations"][0]["from"] = "gpt"
         elif roll < 0.11:
-            rec["dataset"] = rng.choice(["vindr-cxr", " ", "other"])
+            rec["dataset"] = rng.choice(["vindr-cxr", " ", "other", "padchest-train2"])
         elif roll < 0.13:
             rec["image"] = rng.choice(["", "   ", None])
         out.append(rec)
@@ -72,7 +73,8 @@ def _run_both(tmp_path, monkeypatch, src, extra: list[str], block_bytes: int = 4
 @pytest.mark.parametrize("extra", [
     ["val_fraction=0"],
     ["val_fraction=0.3", "prompt=think"],
-    ["source.dataset_filter=[vindr-cxr,noprefix3]", "images.min_pixels=100", "images.max_pixels=4000"],
+    ["source.dataset_filter=[vindr-cxr,vindr-cxr-mono,mscxr-train3]", "images.min_pixels=100",
+     "images.max_pixels=4000"],
     ["max_prompt_chars=95", "task=report"],
     ["task=classification"],
 ])
