@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from radgrpo.prep.boxes import NUMBER, WS, says_no_finding
+from radgrpo.data.answers import COORD, NUMBER, WS, says_no_finding
 from radgrpo.prep.errors import Drop
 from radgrpo.prep.rows import EXTRA_INFO
 from radgrpo.prep.sample import Sample, require_text, split_image_tags
@@ -29,7 +29,7 @@ from radgrpo.prep.sources.radvlm_llava import SPLIT_SUFFIX
 
 # what Python's str.strip() removes from an ASCII string (its whitespace below 0x80)
 _TRIM = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
-_ANY_BOX = rf"^{WS}*{NUMBER}(?:{WS}*,{WS}*{NUMBER})*{WS}*\]"
+_ANY_BOX = rf"^{WS}*{COORD}(?:{WS}*,{WS}*{COORD})*{WS}*\]"
 _BOX = (rf"^{WS}*(?P<x1>{NUMBER}){WS}*,{WS}*(?P<y1>{NUMBER}){WS}*,{WS}*(?P<x2>{NUMBER}){WS}*,"
         rf"{WS}*(?P<y2>{NUMBER}){WS}*\]")
 # numbers that `repr(float(s))` writes back unchanged, in [0, 1]: no trailing zero, not below 1e-4
@@ -98,7 +98,7 @@ def grounding_rows(conv, keys: np.ndarray, questions: pa.Array, answers: pa.Arra
     for c in coords:
         canonical &= _true(pc.match_substring_regex(c, _CANONICAL))
     x1, y1, x2, y2 = (_floats(c, canonical) for c in coords)
-    good_box = canonical & (x1 <= x2) & (y1 <= y2)   # canonical numbers already lie in [0, 1]
+    good_box = canonical & (x1 < x2) & (y1 < y2)   # canonical numbers already lie in [0, 1]
     safe[box_row[~good_box]] = False
     n_boxes = np.bincount(box_row, minlength=n)
     no_box = np.flatnonzero(safe & (n_boxes == 0))

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from radgrpo.prep.boxes import BRACKET_PATTERN
+from radgrpo.data.answers import BRACKET_PATTERN
 from radgrpo.prep.fastgrounding import grounding_rows
 from radgrpo.prep.jsonstream import JsonStream, _Parser
 from radgrpo.prep.rows import EXTRA_INFO

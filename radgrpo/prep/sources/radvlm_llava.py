@@ -27,7 +27,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from radgrpo.prep.boxes import extract_boxes, has_boxes, says_no_finding
+from radgrpo.data.answers import says_no_finding
+from radgrpo.prep.boxes import extract_boxes, has_boxes
 from radgrpo.prep.errors import Drop
 from radgrpo.prep.sample import Sample, check_unicode, require_text, split_image_tags
 from radgrpo.prep.sources.common import image_refs, record_id
