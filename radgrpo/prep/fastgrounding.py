@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from radgrpo.data.answers import COORD, NUMBER, WS, says_no_finding
 from radgrpo.prep.errors import Drop
 from radgrpo.prep.rows import EXTRA_INFO
-from radgrpo.prep.sample import Sample, require_text, split_image_tags
+from radgrpo.prep.sample import require_text, split_image_tags
 from radgrpo.prep.sources.radvlm_llava import SPLIT_SUFFIX
 
 # what Python's str.strip() removes from an ASCII string (its whitespace below 0x80)
@@ -211,8 +211,7 @@ def _prompt(conv, raw: str | None) -> tuple | None:
         except Drop:
             memo[raw] = None
         else:
-            probe = Sample(id="", dataset="", task="grounding", question=question, answer="", images=[])
-            messages = conv.cfg.prompt.render(probe, 1)
+            messages = conv.cfg.prompt.render(question, "grounding", 1)
             memo[raw] = (question, messages, sum(len(msg["content"]) for msg in messages))
     return memo[raw]
 
