@@ -18,6 +18,11 @@ RadVLM's instruction templates (uzh-dqbm-cmi/RadVLM `radvlm/data/create_instruct
 `generate_instruction_abnormalities`; its MS-CXR / PadChest phrase-grounding templates always carry
 boxes) and the usual report phrasings ("Unremarkable chest.", "Negative for acute disease.").
 tests/unit/test_answers.py checks each template against prep and the `iou` reward.
+
+Labels. A classification answer lists its labels after the template's colon ("The following
+abnormalities are present: cardiomegaly, edema and effusion." in `generate_instruction_abnormalities`),
+or bare ("Cardiomegaly, edema."); `answer_labels` reads both, for prep's ground truth and for the
+`label_f1` reward alike.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ _NEGATION = re.compile(rf"\b(?:{_words(NEGATIONS)})\b|n['’]t\b")
 _FINDING = re.compile(rf"\b(?:{_words(FINDING_WORDS)})")
 _NORMAL = re.compile(rf"\b(?:{_words(NORMAL_STATEMENTS)})\b|^{WS}*(?:{_words(WHOLE_ANSWERS)})\b")
 _SENTENCE_END = re.compile(r"[.\n;!?]")
+_LABEL_SPLIT = re.compile(r"\s*(?:,|;|\band\b)\s*")
+_ARTICLE = re.compile(r"^(?:a|an|the)\s+")
 
 
 @lru_cache(maxsize=1 << 14)
@@ -67,3 +74,17 @@ def says_no_finding(text: str) -> bool:
         if _FINDING.search(window):
             return True
     return False
+
+
+def answer_labels(text: str) -> list[str]:
+    """The labels a classification answer lists, lowercased, in order, without repeats; [] when it
+    says there is no finding."""
+    if says_no_finding(text):
+        return []
+    listed = text[:SCAN_CHARS].rsplit(":", 1)[-1].strip().rstrip(".!").lower()
+    labels = []
+    for item in _LABEL_SPLIT.split(listed):
+        label = _ARTICLE.sub("", item.strip())
+        if label and label not in labels:
+            labels.append(label)
+    return labels

@@ -27,7 +27,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from radgrpo.data.answers import says_no_finding
+from radgrpo.data.answers import answer_labels, says_no_finding
 from radgrpo.prep.boxes import extract_boxes, has_boxes
 from radgrpo.prep.errors import Drop
 from radgrpo.prep.sample import Sample, check_unicode, require_text, split_image_tags
@@ -41,7 +41,6 @@ _LOCATION = re.compile(
 _CLASSIFICATION = re.compile(r"\b(abnormalit\w*|patholog\w*|diseases?|conditions?|diagnos\w*)\b",
                              re.IGNORECASE)
 _REPORT = re.compile(r"\b(report|findings|analy[sz]\w*|describe)\b", re.IGNORECASE)
-_LABEL_SPLIT = re.compile(r"\s*(?:,|;|\band\b)\s*")
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
 
@@ -152,8 +151,7 @@ def _fill_truth(sample: Sample) -> None:
         sample.truth = {"boxes": boxes}
         sample.answer_type = "no_finding" if not boxes else "single_box" if len(boxes) == 1 else "multi_box"
     elif sample.task == "classification":
-        labels = [] if says_no_finding(answer) else [
-            lab.lower() for lab in _LABEL_SPLIT.split(answer.rstrip(". ")) if lab]
+        labels = answer_labels(answer)
         sample.truth = {"labels": labels}
         sample.answer_type = "normal" if not labels else "abnormal"
         sample.label = labels[0] if labels else "no finding"
