@@ -184,3 +184,63 @@ def pass_rate_cache(cfg, model_path: str, files: list[str]) -> tuple[Path, dict]
     key = cache_key(model_fingerprint(model_path), files_content_hash(files), reward_entry(cfg.reward)["kwargs"],
                     settings)
     return cache_dir(cfg.paths.cache, key), key
+
+
+# Overrides of a training job that change the pass-rate cache key (the rest - size, seed, algorithm,
+# logger - do not): repeated in the command printed when the cache is missing.
+_KEY_OVERRIDE_PREFIXES = ("model", "data", "reward", "sampling.estimate", "paths.cache")
+
+
+def difficulty_command(overrides: list[str]) -> str:
+    """The radgrpo-difficulty command producing the cache a training job with `overrides` looks up."""
+    kept = []
+    for item in overrides:
+        key = item.lstrip("+~").partition("=")[0]
+        if any(key == p or key.startswith(p + ".") for p in _KEY_OVERRIDE_PREFIXES):
+            kept.append(item)
+    return " ".join(["radgrpo-difficulty", *kept])
+
+
+def _job_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def cached_pass_rates(cfg, model_path: str):
+    """The loader `sampling=hard` calls when the rows carry no pass rate: `loader(train_files, rows)`
+    returns the pass rates aligned with rows, from `sampling.estimate.file` or the cache; ValueError
+    (one line, with the command to run) when there is none."""
+
+    def load(files: list[str], rows: list[dict]) -> list[float]:
+        explicit = cfg.sampling.estimate.get("file")
+        if explicit:
+            if not Path(str(explicit)).is_file():
+                raise ValueError(f"sampling.estimate.file: file not found: {explicit}")
+            table, where = pq.read_table(str(explicit)), str(explicit)
+        else:
+            folder, _ = pass_rate_cache(cfg, model_path, files)
+            table, where = read_table(folder), str(folder)
+            if table is None:
+                est = cfg.sampling.estimate
+                raise ValueError(
+                    f"sampling=hard: no pass rates for these training rows (no extra_info."
+                    f"{cfg.sampling.get('pass_rate_key', 'pass_rate')}, no cached table for this model, data, "
+                    f"reward and k={est.k}, temperature={est.temperature}, threshold={est.threshold}); "
+                    f"produce them with: {difficulty_command(_job_overrides())}")
+        return aligned_rates(table, rows, where)
+
+    return load
+
+
+def aligned_rates(table: pa.Table, rows: list[dict], where: str) -> list[float]:
+    """The table's pass rates in row order, checked against the rows' ids."""
+    if table.num_rows != len(rows):
+        raise ValueError(f"pass-rate table {where} has {table.num_rows} rows, the training data {len(rows)}")
+    ids = table.column("id").to_pylist()
+    for position, (row, table_id) in enumerate(zip(rows, ids)):
+        row_id = (row.get("extra_info") or {}).get("id")
+        if table_id is not None and row_id is not None and str(row_id) != table_id:
+            raise ValueError(f"pass-rate table {where} row {position} is {table_id!r}, the training data's "
+                             f"{row_id!r}: it was computed for other data")
+    return [float(r) for r in table.column("pass_rate").to_pylist()]
