@@ -187,8 +187,10 @@ def pass_rate_cache(cfg, model_path: str, files: list[str]) -> tuple[Path, dict]
 
 
 # Overrides of a training job that change the pass-rate cache key (the rest - size, seed, algorithm,
-# logger - do not): repeated in the command printed when the cache is missing.
+# logger - do not): repeated in the command printed when the cache is missing. `sampling` is the
+# option (its `estimate:` block), not its size or window.
 _KEY_OVERRIDE_PREFIXES = ("model", "data", "reward", "sampling.estimate", "paths.cache")
+_KEY_OVERRIDES = ("sampling",)
 
 
 def difficulty_command(overrides: list[str]) -> str:
@@ -196,7 +198,7 @@ def difficulty_command(overrides: list[str]) -> str:
     kept = []
     for item in overrides:
         key = item.lstrip("+~").partition("=")[0]
-        if any(key == p or key.startswith(p + ".") for p in _KEY_OVERRIDE_PREFIXES):
+        if key in _KEY_OVERRIDES or any(key == p or key.startswith(p + ".") for p in _KEY_OVERRIDE_PREFIXES):
             kept.append(item)
     return " ".join(["radgrpo-difficulty", *kept])
 

@@ -140,7 +140,8 @@ class HFGenerator:
         return dict(self.processor(text=[text], images=images, return_tensors="pt"))
 
     def generate_row(self, row: dict, settings: GenerationSettings) -> list[str]:
-        """k decoded completions (special tokens removed) of one row, seeded by the row's content."""
+        """k decoded completions (special tokens removed) of one row, seeded by the row's content
+        (temperature 0: the greedy completion, k times)."""
         import torch
 
         inputs = {k: v.to(self.device) if hasattr(v, "to") else v for k, v in self.model_inputs(row).items()}
@@ -152,11 +153,12 @@ class HFGenerator:
                 **inputs, max_new_tokens=int(settings.max_new_tokens), do_sample=not greedy,
                 temperature=None if greedy else float(settings.temperature),
                 top_p=None if greedy else float(settings.top_p), top_k=None,
-                num_return_sequences=int(settings.k), suppress_tokens=self.suppress_tokens,
+                num_return_sequences=1 if greedy else int(settings.k), suppress_tokens=self.suppress_tokens,
                 eos_token_id=generation.eos_token_id, pad_token_id=generation.pad_token_id,
             )
         new_tokens = out[:, inputs["input_ids"].shape[1]:]
-        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return texts * int(settings.k) if greedy else texts  # greedy: k identical samples, drawn once
 
     def generate(self, rows: list[dict], settings: GenerationSettings, *, progress: bool = True,
                  desc: str = "generating") -> Iterator[tuple[int, list[str]]]:

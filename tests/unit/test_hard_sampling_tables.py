@@ -124,4 +124,5 @@ def test_the_printed_command_keeps_only_the_overrides_that_key_the_cache():
     overrides = ["model=qwen2_5_vl_7b", "data=prepared", "data.dir=/d", "reward=iou", "sampling=hard",
                  "sampling.size=1000", "seed=2", "sampling.estimate.k=16", "algorithm.lr=1e-6"]
     assert difficulty_command(overrides) == (
-        "radgrpo-difficulty model=qwen2_5_vl_7b data=prepared data.dir=/d reward=iou sampling.estimate.k=16")
+        "radgrpo-difficulty model=qwen2_5_vl_7b data=prepared data.dir=/d reward=iou sampling=hard "
+        "sampling.estimate.k=16")
