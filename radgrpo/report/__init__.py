@@ -10,7 +10,8 @@
       report.json         the above's paths, the status of every run and the plotted series
 
 Failed, unfinished and never-started runs are rows of runs.csv (and counted as `not_counted` in the
-table), never dropped, so a report of a sweep still running is a partial report, not a wrong one.
+table), never dropped, and so are the jobs of a multirun that have no folder yet (expanded from its
+multirun.yaml): a report of a sweep still running is a partial report, not a wrong one.
 When the runs logged to wandb, the figures and tables are logged to the same project, in a `report`
 run of the sweep's group.
 """
@@ -22,7 +23,7 @@ import json
 import math
 from pathlib import Path
 
-from radgrpo.report.collect import find_runs, load_run, swept_keys
+from radgrpo.report.collect import find_runs, load_run, pending_records, swept_keys
 from radgrpo.report.plots import metric_vs_size, reward_curves
 from radgrpo.report.stats import markdown_table, summary_table
 
@@ -63,6 +64,9 @@ def build_report(paths: list[Path], out_dir: Path, *, metric: str = DEFAULT_METR
     """
     run_dirs = find_runs(paths)
     records = [load_run(d) for d in run_dirs]
+    for path in paths:
+        if (Path(path) / "multirun.yaml").exists():
+            records += pending_records(Path(path), records)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     header, rows = runs_csv_rows(records)

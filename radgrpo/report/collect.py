@@ -154,3 +154,44 @@ def swept_keys(records: list[dict]) -> list[str]:
     for record in records:
         keys.extend(k for k in record["overrides"] if k not in keys)
     return [k for k in keys if len({r["overrides"].get(k) for r in records}) > 1]
+
+
+def expected_jobs(multirun: Path) -> list[dict[str, str]] | None:
+    """The override sets Hydra's basic sweeper will run for this multirun folder (from multirun.yaml:
+    the preset's `hydra.sweeper.params` and comma lists on the command line, which win), or None when
+    a value uses Hydra's functional syntax (range, glob, ...) that this does not expand."""
+    config = _read_yaml(Path(multirun) / "multirun.yaml")
+    if not config:
+        return None
+    hydra = config.get("hydra") or {}
+    params = {str(k): str(v) for k, v in ((hydra.get("sweeper") or {}).get("params") or {}).items()}
+    for item in (hydra.get("overrides") or {}).get("task") or []:
+        key, sep, value = str(item).lstrip("+~").partition("=")
+        if sep and "," in value:
+            params[key] = value
+    if any(ch in value for value in params.values() for ch in "()[]{}"):
+        return None
+    jobs = [{}]
+    for key, value in params.items():
+        jobs = [{**job, key: option} for job in jobs for option in value.split(",")]
+    return jobs
+
+
+def pending_records(multirun: Path, records: list[dict]) -> list[dict]:
+    """A `not started` record for every job of the sweep that has no folder yet (the local launcher
+    creates them one by one), so a partial report still shows the whole grid."""
+    jobs = expected_jobs(multirun)
+    if not jobs:
+        return []
+    pending = []
+    for job in jobs:
+        if any(all(r["overrides"].get(k) == v for k, v in job.items()) for r in records):
+            continue
+        name = " ".join(f"{k}={v}" for k, v in job.items())
+        strategy = _strategy_from(job)
+        pending.append({"run": f"(pending) {name}", "run_dir": str(multirun), "status": "not started", "error": None,
+                        "strategy": strategy, "sampling": job.get("sampling"),
+                        "size": _int_or_none(job.get("sampling.size")), "seed": _int_or_none(job.get("seed")),
+                        "train_rows": None, "steps_completed": 0, "wall_time_s": None, "overrides": job,
+                        "logger": {}, "reward_curve": []})
+    return pending

@@ -185,3 +185,20 @@ def test_runs_that_used_wandb_get_the_report_logged_to_wandb(tmp_path, monkeypat
     offline = list((tmp_path / "report" / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
     assert "wandb" not in build_report([sweep], tmp_path / "off", wandb=False)
+
+
+def test_a_sweep_still_running_lists_the_jobs_hydra_has_not_created_yet(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "sweeper": {"params": {"sampling": "uniform,hard_tiny", "sampling.size": "8,16"}},
+        "overrides": {"task": ["sweep=cpu_size_x_sampling", "seed=1,2"]}}}))
+    make_run(sweep, 0, "uniform", 8, 1, rewards=[0.2])
+    make_run(sweep, 1, "uniform", 8, 2, rewards=[0.1], status="running")
+    report = build_report([sweep], tmp_path / "report", wandb=False)
+    assert report["runs"] == 8 and list(report["status"].values()).count("not started") == 6
+    pending = [r["run"] for r in report["not_completed"] if r["status"] == "not started"]
+    assert "(pending) sampling=hard_tiny sampling.size=16 seed=2" in pending
+    rows = read_csv(report["files"]["runs.csv"])
+    row = next(r for r in rows if r["run"] == "(pending) sampling=hard_tiny sampling.size=16 seed=2")
+    assert (row["strategy"], row["size"], row["seed"]) == ("hard", "16", "2")
