@@ -215,6 +215,10 @@ def cached_pass_rates(cfg, model_path: str):
     (one line, with the command to run) when there is none."""
 
     def load(files: list[str], rows: list[dict]) -> list[float]:
+        if cfg.sampling.get("estimate") is None:
+            raise ValueError(f"sampling={cfg.sampling.get('name')}: the rows carry no extra_info."
+                             f"{cfg.sampling.get('pass_rate_key', 'pass_rate')} and the option has no `estimate:` "
+                             "block to find radgrpo-difficulty's table (see conf/sampling/hard.yaml)")
         explicit = cfg.sampling.estimate.get("file")
         if explicit:
             if not Path(str(explicit)).is_file():

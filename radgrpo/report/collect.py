@@ -115,7 +115,9 @@ def load_run(run_dir: Path) -> dict:
         "reward_curve": [(int(s["step"]), s["data"].get("critic/score/mean")) for s in train_steps
                          if _number(s["data"].get("critic/score/mean"))],
     }
-    final = dict(steps[-1]["data"]) if steps else {}
+    final: dict = {}
+    for step in steps:  # the latest value of every metric (the last line may be validation only)
+        final.update(step["data"])
     final.update({k: v for k, v in ((summary or {}).get("final_metrics") or {}).items() if v is not None})
     for name in sorted(set(final) | set(HEADLINE_METRICS)):
         if name in final and _number(final[name]):

@@ -109,9 +109,7 @@ def apply_sampling(sampling: DictConfig, train_files: list[str], run_dir: Path, 
     ids_file = run_dir / "data" / "train_ids.json"
     if sampling.strategy == "all":
         if materialise:
-            extra = pa.concat_tables([pq.read_table(f, columns=["extra_info"]) for f in train_files],
-                                     promote_options="default").to_pylist()
-            _write_ids(ids_file, row_ids(extra))
+            _write_ids(ids_file, [i for f in train_files for i in _file_ids(f)])
         return train_files
     target = run_dir / "data" / f"train_{sampling.strategy}_{sampling.size}_seed{sampling.seed}.parquet"
     if not materialise:
@@ -129,6 +127,13 @@ def apply_sampling(sampling: DictConfig, train_files: list[str], run_dir: Path, 
     pq.write_table(pa.Table.from_pylist(chosen), target)
     _write_ids(ids_file, row_ids(chosen))
     return [str(target)]
+
+
+def _file_ids(path: str) -> list:
+    """`extra_info.id` of every row of one parquet file, reading that column only (None without one)."""
+    if "extra_info" not in pq.ParquetFile(path).schema_arrow.names:
+        return [None] * pq.ParquetFile(path).metadata.num_rows
+    return row_ids(pq.read_table(path, columns=["extra_info"]).to_pylist())
 
 
 def _write_ids(path: Path, ids: list) -> None:
