@@ -42,9 +42,12 @@ def metric_vs_size(table: list[dict], records: list[dict], metric: str, path: Pa
             ax.scatter(xs, ys, color=line.get_color(), s=12, alpha=0.6)
     ax.set_xlabel("training rows (sampling.size)")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} vs data size (mean over seeds, 95% bootstrap band)")
-    if len({x for s in series.values() for x in s["size"]}) > 1 and all(x > 0 for s in series.values() for x in s["size"]):
+    ax.set_title(f"{metric} vs data size\n(mean over seeds, dots: seeds, band: 95% bootstrap CI)", fontsize=9)
+    sizes = sorted({x for s in series.values() for x in s["size"]})
+    if len(sizes) > 1 and sizes[0] > 0:
         ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(x) for x in sizes])
+    ax.minorticks_off()
     if series:
         ax.legend(title="sampling")
     _save(fig, path)
@@ -64,7 +67,7 @@ def reward_curves(records: list[dict], path: Path) -> dict:
         drawn[record["run"]] = (steps, values)
     ax.set_xlabel("training step")
     ax.set_ylabel("critic/score/mean (training reward)")
-    ax.set_title("reward per step, every run")
+    ax.set_title("training reward per step, every run", fontsize=9)
     if drawn:
         ax.legend(fontsize=6, loc="best")
     _save(fig, path)
