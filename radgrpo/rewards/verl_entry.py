@@ -13,6 +13,7 @@ dataset's own terms. A row no route covers scores 0 with `unrouted` = 1.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from radgrpo.data.schema import decode_ground_truth
@@ -90,3 +91,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
         return [_plain(v) for v in value]
     return value
+
+
+def reward_entry(reward) -> dict[str, Any]:
+    """verl's `reward.custom_reward_function` keys for a composed reward option (this file, this
+    function, the option as `reward_kwargs`), after validating it: a bad option is one ConfigError line."""
+    from omegaconf import OmegaConf
+
+    from radgrpo.errors import ConfigError
+    from radgrpo.rewards.config import validate_reward_config
+
+    options = {k: v for k, v in OmegaConf.to_container(reward, resolve=True).items() if k != "verl"}
+    try:
+        validate_reward_config(options)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"reward '{reward.get('name')}': {exc}") from exc
+    return {"path": str(Path(__file__).resolve()), "name": "compute_score", "kwargs": options}
