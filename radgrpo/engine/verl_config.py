@@ -31,6 +31,11 @@ OPEN_VERL_NODES = (
     "actor_rollout_ref.rollout.engine_kwargs",
 )
 
+# Keys verl reads with `.get()` although its schema lacks them: accepted as pass-through like open
+# nodes, but merged key by key. `reward.reward_kwargs` configures the dapo reward manager
+# (verl/experimental/reward_loop/reward_manager/dapo.py: max_resp_len, overlong_buffer_cfg).
+UNDECLARED_VERL_NODES = ("reward.reward_kwargs",)
+
 FP32_MIXED_PRECISION = {"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"}
 
 # verl on a CPU: values from ../shared/notes/verl-on-cpu.md, each the fix of a measured failure.
@@ -114,7 +119,7 @@ def _has_key(cfg: DictConfig, path: str) -> bool:
 
 
 def _is_open(path: str) -> bool:
-    return any(path.startswith(node + ".") for node in OPEN_VERL_NODES)
+    return any(path.startswith(node + ".") for node in OPEN_VERL_NODES + UNDECLARED_VERL_NODES)
 
 
 def check_user_keys(base: DictConfig, keys: Iterable[str]) -> None:

@@ -40,6 +40,12 @@ def compute_score(
     return {"score": total, **out}
 
 
+def result_keys(reward_kwargs: dict) -> set[str]:
+    """The keys `compute_score` returns for this reward config: score, each term, each component."""
+    terms = _with_component_keys(resolve_terms(_plain(reward_kwargs)))
+    return {"score"} | {key for term, components in terms for key in (term.key, *(k for _, k in components))}
+
+
 def _with_component_keys(terms: tuple[Term, ...]) -> tuple:
     """Each term with its (component, "<key>/<component>") pairs, built once per config."""
     return tuple((t, tuple((c, f"{t.key}/{c}") for c in get_reward(t.name).components)) for t in terms)

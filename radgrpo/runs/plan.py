@@ -130,7 +130,9 @@ def reward_entry(reward: DictConfig) -> dict[str, Any]:
 
 def plan_run(cfg: DictConfig, *, materialise: bool = True) -> RunPlan:
     """Check and resolve everything; with materialise=False (dry run) build nothing on disk."""
+    from radgrpo.engine.algorithms import check_algorithm
     from radgrpo.engine.verl_config import build_verl_config, computed_keys, validate_verl_config
+    from radgrpo.rewards.verl_entry import result_keys
 
     run_dir = Path(cfg.paths.run_dir)
     # cheap checks first, so a mistake is reported before a tiny model or a dataset is built
@@ -161,6 +163,7 @@ def plan_run(cfg: DictConfig, *, materialise: bool = True) -> RunPlan:
     try:
         verl_cfg = build_verl_config(cfg, device=device, computed=computed)
         validate_verl_config(verl_cfg)
+        check_algorithm(verl_cfg, result_keys(entry["kwargs"]))
     except (ValueError, AssertionError) as exc:
         raise ConfigError(str(exc)) from exc
     return RunPlan(run_dir, device, model_path, train, val, data_dir, verl_cfg)
