@@ -39,6 +39,8 @@ def reward_component_metrics(reward_extra_infos: list) -> dict[str, float]:
         if not isinstance(info, dict):
             continue
         for key, value in info.items():
+            if getattr(value, "ndim", None) == 0:  # a 0-d tensor or numpy scalar (verl's dapo manager: overlong_reward)
+                value = value.item()
             if key == "score" or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if math.isfinite(value):
