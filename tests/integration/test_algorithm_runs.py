@@ -50,15 +50,16 @@ def check_trained(summary: dict, step: dict) -> None:
 
 
 def tied_group_dataset(folder: Path, cache: Path) -> Path:
-    """Synthetic "no finding" X-rays, every other one relabelled with a lesion box outside the image.
+    """Synthetic "no finding" X-rays, every other one relabelled with a zero-area lesion box in a corner.
 
-    No answer can reach that box, so those prompts score 0 in every sample: their groups always tie.
+    No answer box can overlap it (IoU 0) and "no finding" is wrong for it, so those prompts score 0 in
+    every sample: their groups always tie.
     The tiny model sometimes says "no finding" and sometimes draws a box, so the others often vary.
     Rows keep their order (the run sets data.shuffle=false): the first prompt batch holds a tied group.
     """
     spec = SyntheticGroundingSpec(num_train=32, num_val=4, no_finding_fraction=1.0, min_pixels=3136, max_pixels=12544)
     source = generate_synthetic_grounding(spec, cache)
-    unreachable = encode_ground_truth("grounding", boxes=[[2.0, 2.0, 3.0, 3.0]], image_size=[112, 112])
+    unreachable = encode_ground_truth("grounding", boxes=[[1.0, 1.0, 1.0, 1.0]], image_size=[112, 112])
     for split in ("train", "val"):
         table = pq.read_table(source / split)
         rows = table.to_pylist()
