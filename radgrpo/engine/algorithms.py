@@ -32,7 +32,7 @@ def runnable_estimators() -> list[str]:
     return sorted(set(ADV_ESTIMATOR_REGISTRY) - set(V1_UNSUPPORTED_ESTIMATORS))
 
 
-def check_algorithm(cfg: DictConfig, reward_keys: set[str] | None = None) -> None:
+def check_algorithm(cfg: DictConfig, reward_keys: set[str]) -> None:
     """Raise ValueError (one line) when verl's V1 trainer would fail on the algorithm settings.
 
     `reward_keys` are the keys radgrpo's reward returns per sample (for `filter_groups.metric`).
@@ -54,10 +54,10 @@ def check_algorithm(cfg: DictConfig, reward_keys: set[str] | None = None) -> Non
     _check_dapo_reward_manager(cfg)
 
 
-def _check_filter_groups(cfg: DictConfig, reward_keys: set[str] | None) -> None:
+def _check_filter_groups(cfg: DictConfig, reward_keys: set[str]) -> None:
     """The dynamic-sampling metric must be `reward` (the shaped total) or a key every sample's reward has."""
     filter_groups = cfg.algorithm.get("filter_groups", None)
-    if filter_groups is None or not filter_groups.get("enable", False) or reward_keys is None:
+    if filter_groups is None or not filter_groups.get("enable", False):
         return
     metric = str(filter_groups.get("metric", ""))
     known = {"reward"} | set(reward_keys) | _overlong_keys(cfg)
@@ -68,9 +68,10 @@ def _check_filter_groups(cfg: DictConfig, reward_keys: set[str] | None) -> None:
 
 def _overlong_keys(cfg: DictConfig) -> set[str]:
     """Keys the dapo reward manager adds to each sample's reward info when it logs the overlong penalty."""
-    overlong = (cfg.reward.get("reward_kwargs", None) or {}).get("overlong_buffer_cfg", None)
-    logged = cfg.reward.reward_manager.get("name") == "dapo" and overlong and overlong.get("enable") and overlong.get("log")
-    return {"overlong_reward"} if logged else set()
+    if cfg.reward.reward_manager.get("name") != "dapo":
+        return set()
+    overlong = (cfg.reward.get("reward_kwargs", None) or {}).get("overlong_buffer_cfg", None) or {}
+    return {"overlong_reward"} if overlong.get("enable", False) and overlong.get("log", False) else set()
 
 
 def _check_dapo_reward_manager(cfg: DictConfig) -> None:

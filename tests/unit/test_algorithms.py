@@ -242,11 +242,10 @@ def test_verls_dapo_reward_manager_keeps_radgrpos_reward_components():
     terms = [{"name": "iou", "weight": 0.9, "params": {}}, {"name": "format", "weight": 0.1, "params": {}}]
     manager = DAPORewardManager(config, tokenizer, partial(compute_score, terms=terms))
     responses = torch.ones(1, 8, dtype=torch.long)  # 6 valid tokens: 2 past the 4-token budget before the buffer
+    truth = {"ground_truth": '{"task": "grounding", "boxes": [[0.1, 0.1, 0.5, 0.5]]}'}
     data = DataProto.from_dict(
         tensors={"responses": responses, "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 1, 0, 0]])},
-        non_tensors={"data_source": np.array(["x"], dtype=object),
-                     "reward_model": np.array([{"ground_truth": '{"task": "grounding", "boxes": [[0.1, 0.1, 0.5, 0.5]]}'}],
-                                              dtype=object),
+        non_tensors={"data_source": np.array(["x"], dtype=object), "reward_model": np.array([truth], dtype=object),
                      "extra_info": np.array([{}], dtype=object)})
     result = asyncio.get_event_loop().run_until_complete(manager.run_single(data))
     assert float(result["reward_score"]) == pytest.approx(1.0 - 0.5)  # score 1.0, overlong penalty -(6 - 4) / 4
