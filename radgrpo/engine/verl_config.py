@@ -150,6 +150,8 @@ def computed_keys(rcfg: DictConfig, *, model_path: str, train_files: list[str], 
         "trainer.experiment_name": str(rcfg.run_name),
         "trainer.default_local_dir": str(run_dir / "checkpoints"),
         "trainer.rollout_data_dir": str(run_dir / "rollouts"),
+        # each validation's samples with ground truth and reward components (also the wandb table's rows)
+        "trainer.validation_data_dir": str(run_dir / "validation"),
         "trainer.logger": list(rcfg.logger.backends) + ["file"],
         "trainer.nnodes": int(cluster.nnodes),
         "trainer.n_gpus_per_node": int(cluster.gpus_per_node),

@@ -25,9 +25,14 @@ from radgrpo.runs.summary import write_summary
 
 
 def write_run_configs(cfg: DictConfig, verl_cfg: DictConfig, run_dir: Path) -> None:
+    """Both configs, secrets redacted (radgrpo.tracking.secrets)."""
+    from radgrpo.tracking.secrets import redact_config, secret_values
+
+    values = secret_values(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "radgrpo_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    (run_dir / "verl_config.yaml").write_text(OmegaConf.to_yaml(verl_cfg, resolve=False))
+    radgrpo = redact_config(OmegaConf.to_container(cfg, resolve=True), values)
+    (run_dir / "radgrpo_config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(radgrpo)))
+    (run_dir / "verl_config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(redact_config(verl_cfg, values))))
 
 
 def run(cfg: DictConfig, extra_verl_overrides: list[str] | tuple[str, ...] = ()) -> dict:
@@ -38,7 +43,7 @@ def run(cfg: DictConfig, extra_verl_overrides: list[str] | tuple[str, ...] = ())
     """
     from radgrpo.engine.runner import process_env, run_verl
     from radgrpo.engine.verl_config import apply, flatten
-    from radgrpo.tracking import tracking_env
+    from radgrpo.tracking import run as tracking
 
     started = time.time()
     plan = plan_run(cfg)
@@ -49,25 +54,16 @@ def run(cfg: DictConfig, extra_verl_overrides: list[str] | tuple[str, ...] = ())
     metrics_path = plan.run_dir / "metrics.jsonl"
     _keep_previous_metrics(metrics_path)
     error = None
+    tracking_env = tracking.start(cfg, plan.run_dir)
     try:
-        run_verl(plan.verl_config, {**process_env(plan.device, metrics_path), **tracking_env(cfg.logger, plan.run_dir, _sweep_dir())})
+        run_verl(plan.verl_config, {**process_env(plan.device, metrics_path), **tracking_env})
     except BaseException as exc:  # the summary records the failure, then it propagates
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         summary = write_summary(plan, started=started, error=error)
+        tracking.finish(cfg, plan.run_dir, summary)
     return summary
-
-
-def _sweep_dir() -> str | None:
-    """The `-m` sweep folder when this run is one job of a Hydra multirun, else None."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized():
-        return None
-    hydra_cfg = HydraConfig.get()
-    return str(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
 
 
 def _parse_overrides(overrides) -> dict:
