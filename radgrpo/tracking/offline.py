@@ -41,6 +41,8 @@ def read_records(path: Path) -> Iterator[Any]:
         if kind == 0:  # block padding
             pos += left
             continue
+        if pos + CHUNK_HEADER.size + length > len(data):  # a process killed mid-write (preemption)
+            return
         chunk = data[pos + CHUNK_HEADER.size:pos + CHUNK_HEADER.size + length]
         pos += CHUNK_HEADER.size + length
         if kind == FULL:
