@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from radgrpo.tracking import tracking_env, uses_wandb
 from radgrpo.tracking.generations import warn_image_upload
 from radgrpo.tracking.labels import RunLabels, run_labels
+from radgrpo.tracking.sampling_stats import subset_statistics
 from radgrpo.tracking.secrets import redact_config, redact_files, scrub_console, secret_values
 
 
@@ -38,7 +39,8 @@ def finish(cfg: DictConfig, run_dir: Path, summary: dict, job_type: str = "train
     if not uses_wandb(cfg.logger) or cfg.logger.get("mode") == "disabled":
         return
     try:
-        push_summary(cfg, run_dir, redact_config(summary, values), run_labels(cfg, job_type))
+        extra = {"sampling": subset_statistics(summary["train_files"], cfg.sampling)} if summary.get("train_files") else {}
+        push_summary(cfg, run_dir, redact_config({**summary, **extra}, values), run_labels(cfg, job_type))
     except Exception as exc:  # training is done and summary.json written; say so, do not fail the run
         print(f"radgrpo: warning: could not set the wandb run summary: {type(exc).__name__}: {exc}", file=sys.stderr)
 

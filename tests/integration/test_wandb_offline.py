@@ -120,3 +120,4 @@ def test_rerun_of_the_folder_appends_to_the_same_wandb_run_with_steps_continuing
     steps = [row["_step"] for row in run.history if "actor/pg_loss" in row]
     assert steps == [1, 2, 3]
     assert run.summary["steps_completed"] == 3 and run.summary["attempts"] == 2
+    assert run.summary["sampling"]["rows"] == 64  # the training subset's statistics (sampling=all)

@@ -66,3 +66,18 @@ def test_a_sweep_is_grouped_by_its_preset_and_swept_keys_not_its_timestamp(tmp_p
     assert sweep_group("tiny_2x2", keys, None) == "tiny_2x2: seed x algorithm.lr x reward"
     assert sweep_group(None, ["sampling"], "smoke") == "smoke/sweep: sampling"
     assert sweep_group(None, [], "smoke") == "smoke" and sweep_group(None, [], None) is None
+
+
+def test_subset_statistics_count_rows_per_stratum_and_pass_rates(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from radgrpo.tracking.sampling_stats import subset_statistics
+
+    rows = [{"data_source": "vindr", "ability": "grounding", "extra_info": {"pass_rate": r}} for r in (0.125, 0.25)]
+    rows.append({"data_source": "mimic", "ability": "report", "extra_info": {"pass_rate": 0.375}})
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "subset.parquet")
+    stats = subset_statistics([str(tmp_path / "subset.parquet")],
+                              OmegaConf.create({"strategy": "hard", "stratify_by": ["data_source"]}))
+    assert stats["rows"] == 3 and stats["rows_by_data_source"] == {"vindr": 2, "mimic": 1}
+    assert stats["pass_rate"] == {"mean": 0.25, "min": 0.125, "max": 0.375}
