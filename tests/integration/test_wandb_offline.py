@@ -27,8 +27,8 @@ PLANTED = {
 }
 CONFIG_SECRETS = {
     "+logger.api_key": "planted-config-apikey-9d8e",  # a radgrpo config key
-    # a verl key: reaches verl's config, Ray workers' environment and verl's printed config
-    "verl.ray_kwargs.ray_init.runtime_env.env_vars.MY_SERVICE_PASSWORD": "planted-config-password-4c4c",
+    # the reward server's token: reaches verl's config (reward_kwargs), which verl prints and logs
+    "+reward.server.token": "planted-config-token-4c4c",
 }
 
 
