@@ -53,7 +53,9 @@ def push_summary(cfg: DictConfig, run_dir: Path, summary: dict, labels: RunLabel
         id=env["WANDB_RUN_ID"], resume="allow", project=str(cfg.logger.get("project", "radgrpo")),
         entity=cfg.logger.get("entity"), name=str(cfg.run_name), group=labels.group, job_type=labels.job_type,
         tags=list(labels.tags), dir=str(run_dir), mode=env["WANDB_MODE"],
-        settings=wandb.Settings(console="off"),
+        # no console capture, and no metadata: it would record this process's command line, which
+        # may carry a secret override (the training process records the run's environment)
+        settings=wandb.Settings(console="off", x_disable_meta=True, x_save_requirements=False),
     )
     run.summary.update(summary)
     run.finish()

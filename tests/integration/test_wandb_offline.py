@@ -54,7 +54,8 @@ def offline_run(tmp_path_factory):
 @pytest.mark.integration
 def test_run_is_labelled_and_configured_with_the_radgrpo_groups(offline_run):
     run_dir, _, _, run = offline_run
-    assert run.name == "smoke" and run.job_type == "train" and run.group == "smoke"
+    saved = OmegaConf.load(run_dir / "radgrpo_config.yaml")
+    assert run.name == saved.run_name and run.job_type == "train" and run.group == "smoke"
     for expected in ("model:tiny_qwen2_5_vl", "family:qwen2_5_vl", "data:synthetic_grounding", "task:grounding",
                      "reward:iou", "algorithm:grpo", "sampling:all", "seed:1", "experiment:smoke", "mine"):
         assert expected in run.tags, run.tags
@@ -62,7 +63,7 @@ def test_run_is_labelled_and_configured_with_the_radgrpo_groups(offline_run):
     for group in ("model", "data", "reward", "algorithm", "sampling", "cluster", "logger"):
         assert group in radgrpo, group
     assert radgrpo["model"]["name"] == "tiny_qwen2_5_vl" and radgrpo["algorithm"]["rollout_n"] == 4
-    assert run.config["trainer"]["experiment_name"] == "smoke"  # verl's own config beside it
+    assert run.config["trainer"]["experiment_name"] == saved.run_name  # verl's own config beside it
 
 
 @pytest.mark.integration
