@@ -5,12 +5,14 @@ already wrote into the run folder, warns once if images will be uploaded, and re
 environment for verl's processes. `finish` runs after `summary.json` is written: it opens the same
 wandb run again (same id, `resume=allow`) and sets summary.json as its summary, so a dashboard shows
 status, steps, wall time and final metrics next to verl's last values. Offline, this appends a second
-`offline-run-*-<id>` folder; `wandb sync` replays both into the one run.
+`offline-run-*-<id>` folder; `wandb sync` replays both into the one run. `scrubbed_logs` wraps the
+whole run and rewrites its log files without secrets once nothing writes to them any more.
 """
 
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -32,10 +34,20 @@ def start(cfg: DictConfig, run_dir: Path, job_type: str = "train") -> dict[str, 
     return tracking_env(cfg.logger, run_dir, run_labels(cfg, job_type))
 
 
+@contextmanager
+def scrubbed_logs(cfg: DictConfig, run_dir: Path):
+    """On exit, rewrite the run folder's log files (train.log, ...) without secret values: what a
+    process wrote around the console wrapper (its file descriptors directly) is caught here."""
+    try:
+        yield
+    finally:
+        redact_files(sorted(Path(run_dir).glob("*.log")), secret_values(cfg))
+
+
 def finish(cfg: DictConfig, run_dir: Path, summary: dict, job_type: str = "train") -> None:
-    """Scrub the run's log files and summary.json; set `summary` as the wandb run's summary (wandb backends only)."""
+    """Scrub summary.json; set `summary` as the wandb run's summary (wandb backends only)."""
     values = secret_values(cfg)
-    redact_files([*sorted(Path(run_dir).glob("*.log")), Path(run_dir) / "summary.json"], values)
+    redact_files([Path(run_dir) / "summary.json"], values)
     if not uses_wandb(cfg.logger) or cfg.logger.get("mode") == "disabled":
         return
     try:
