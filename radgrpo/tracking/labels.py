@@ -79,17 +79,31 @@ def run_labels(cfg: DictConfig, job_type: str = "train") -> RunLabels:
 def hydra_context() -> tuple[str | None, list[str], str | None]:
     """(sweep preset, swept keys, experiment preset) of the running Hydra app; empty outside one."""
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     if not HydraConfig.initialized():
         return None, [], None
-    hydra_cfg = HydraConfig.get()
+    return context_of(HydraConfig.get())
+
+
+def context_of(hydra_cfg: DictConfig) -> tuple[str | None, list[str], str | None]:
+    """(sweep preset, swept keys, experiment preset) from a Hydra config (live, or a run folder's
+    `.hydra/hydra.yaml`)."""
     choices = hydra_cfg.runtime.choices
     experiment = choices.get("experiment") if choices.get("experiment") not in (None, "null") else None
-    if hydra_cfg.mode != RunMode.MULTIRUN:
+    if str(hydra_cfg.mode) not in ("MULTIRUN", "RunMode.MULTIRUN"):
         return None, [], experiment
     preset = choices.get("sweep") if choices.get("sweep") not in (None, "null") else None
     return preset, swept_keys(hydra_cfg), experiment
+
+
+def run_folder_group(run_dir: Path, logger: dict | None = None) -> str | None:
+    """The wandb group the run in `run_dir` was given (for tools that log beside it, e.g. reports)."""
+    if logger and logger.get("group"):
+        return str(logger["group"])
+    hydra_file = Path(run_dir) / ".hydra" / "hydra.yaml"
+    if not hydra_file.exists():
+        return None
+    return sweep_group(*context_of(OmegaConf.load(hydra_file).hydra))
 
 
 def swept_keys(hydra_cfg: DictConfig) -> list[str]:

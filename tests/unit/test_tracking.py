@@ -81,3 +81,18 @@ def test_subset_statistics_count_rows_per_stratum_and_pass_rates(tmp_path):
                               OmegaConf.create({"strategy": "hard", "stratify_by": ["data_source"]}))
     assert stats["rows"] == 3 and stats["rows_by_data_source"] == {"vindr": 2, "mimic": 1}
     assert stats["pass_rate"] == {"mean": 0.25, "min": 0.125, "max": 0.375}
+
+
+def test_a_run_folder_names_its_sweep_group_for_tools_that_log_beside_it(tmp_path):
+    from radgrpo.tracking.labels import run_folder_group
+
+    sweep_dir = tmp_path / "multirun" / "2026-11-30" / "14-00-00"
+    run_dir = sweep_dir / "0_run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (sweep_dir / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: ['seed=1,2']\n")
+    (run_dir / ".hydra" / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"hydra": {
+        "mode": "MULTIRUN", "runtime": {"choices": {"sweep": "tiny_2x2", "experiment": None}},
+        "sweep": {"dir": str(sweep_dir)}, "sweeper": {"params": {"algorithm.lr": "1e-5,2e-5"}}}})))
+    assert run_folder_group(run_dir) == "tiny_2x2: algorithm.lr x seed"
+    assert run_folder_group(run_dir, {"group": "mine"}) == "mine"
+    assert run_folder_group(tmp_path) is None
