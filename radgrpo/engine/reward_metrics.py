@@ -12,17 +12,15 @@ prompt-group tie metrics of radgrpo.engine.group_metrics (`groups/*`), computed 
 `rm_scores` read in the same TransferQueue call.
 
 The wrap has to happen in the process that runs the trainer (verl's TaskRunner Ray actor). Importing
-this module installs it: at once if verl's trainer module is already imported, else through an
-import hook that patches it right after it loads (importing the trainer here would cost every verl
-process ~10 s). radgrpo's verl plugin imports this module, so every verl process has the hook.
+this module installs it: at once if verl's trainer module is already imported, else right after it
+loads (radgrpo.engine.after_import). radgrpo's verl plugin imports this module, so every verl process has the hook.
 """
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import math
-import sys
+
+from radgrpo.engine.after_import import when_imported
 
 from radgrpo.engine.group_metrics import group_metrics, uid_of
 
@@ -83,32 +81,9 @@ def _patch(trainer_base) -> None:
         trainer._compute_metrics = with_reward_components(trainer._compute_metrics, trainer_base.tq.kv_batch_get)
 
 
-class _PatchAfterImport(importlib.abc.MetaPathFinder):
-    """Finds verl's trainer module through the normal finders and patches it once it has executed."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name != TRAINER_MODULE:
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
-            return spec
-        exec_module = spec.loader.exec_module
-
-        def exec_and_patch(module):
-            exec_module(module)
-            _patch(module)
-
-        spec.loader.exec_module = exec_and_patch
-        return spec
-
-
 def install() -> None:
     """Add the reward component metrics to verl's trainer in this process (idempotent)."""
-    if TRAINER_MODULE in sys.modules:
-        _patch(sys.modules[TRAINER_MODULE])
-    elif not any(isinstance(f, _PatchAfterImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PatchAfterImport())
+    when_imported(TRAINER_MODULE, _patch)
 
 
 install()
