@@ -19,10 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from radgrpo.data.schema import encode_ground_truth
 from radgrpo.data.synthetic import SyntheticGroundingSpec, generate_synthetic_grounding
-from radgrpo.runs.local import load_metrics
+from radgrpo.runs.folder import load_metrics
 
 from ..conftest import CONF_DIR, REPO
 
@@ -57,7 +58,9 @@ def tied_group_dataset(folder: Path, cache: Path) -> Path:
     The tiny model sometimes says "no finding" and sometimes draws a box, so the others often vary.
     Rows keep their order (the run sets data.shuffle=false): the first prompt batch holds a tied group.
     """
-    spec = SyntheticGroundingSpec(num_train=32, num_val=4, no_finding_fraction=1.0, min_pixels=3136, max_pixels=12544)
+    think = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "prompt" / "think.yaml"), resolve=True)  # the default
+    spec = SyntheticGroundingSpec(num_train=32, num_val=4, no_finding_fraction=1.0, prompt=think,
+                                  min_pixels=3136, max_pixels=12544)
     source = generate_synthetic_grounding(spec, cache)
     unreachable = encode_ground_truth("grounding", boxes=[[1.0, 1.0, 1.0, 1.0]], image_size=[112, 112])
     for split in ("train", "val"):
