@@ -22,7 +22,7 @@ import yaml
 
 from radgrpo.data.schema import encode_ground_truth
 from radgrpo.data.synthetic import SyntheticGroundingSpec, generate_synthetic_grounding
-from radgrpo.runs.local import load_metrics
+from radgrpo.runs.folder import load_metrics
 
 from ..conftest import CONF_DIR, REPO
 
