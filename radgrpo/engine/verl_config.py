@@ -2,7 +2,7 @@
 
 radgrpo never copies verl's yaml: it composes verl's own `ppo_trainer` from the installed package
 (`verl.trainer.config`) and applies, in order,
-  1. the `verl:` mapping of each group option: model, data, reward, algorithm, sampling, cluster, logger;
+  1. the `verl:` mapping of each group option: model, peft, data, reward, algorithm, sampling, cluster, logger;
   2. the device profile (CPU: radgrpo's platform and hf rollout; GPU: verl's vLLM rollout);
   3. the computed keys: model path, data files, reward entry, run names, checkpoint dir, logging;
   4. the user's pass-through `verl.<key>=value` overrides.
@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-GROUPS_WITH_VERL_KEYS = ("model", "data", "reward", "algorithm", "sampling", "cluster", "logger")
+GROUPS_WITH_VERL_KEYS = ("model", "peft", "data", "reward", "algorithm", "sampling", "cluster", "logger")
 
 # Nodes of verl's config that are free-form dicts: any key below them is accepted.
 OPEN_VERL_NODES = (

@@ -130,6 +130,7 @@ def reward_entry(reward: DictConfig) -> dict[str, Any]:
 
 def plan_run(cfg: DictConfig, *, materialise: bool = True) -> RunPlan:
     """Check and resolve everything; with materialise=False (dry run) build nothing on disk."""
+    from radgrpo.engine.trainable import check_peft_plan
     from radgrpo.engine.verl_config import build_verl_config, computed_keys, validate_verl_config
 
     run_dir = Path(cfg.paths.run_dir)
@@ -161,6 +162,7 @@ def plan_run(cfg: DictConfig, *, materialise: bool = True) -> RunPlan:
     try:
         verl_cfg = build_verl_config(cfg, device=device, computed=computed)
         validate_verl_config(verl_cfg)
+        check_peft_plan(verl_cfg, str(cfg.model.family))
     except (ValueError, AssertionError) as exc:
         raise ConfigError(str(exc)) from exc
     return RunPlan(run_dir, device, model_path, train, val, data_dir, verl_cfg)
