@@ -32,7 +32,7 @@ def build_actor(config: Any, state: dict[str, torch.Tensor], alpha: float | None
     """The trained actor in float32: a plain model, or a peft model with its adapter unmerged."""
     from radgrpo.export.family import auto_model_class
 
-    model = auto_model_class(config).from_config(config, torch_dtype=torch.float32)
+    model = auto_model_class(config).from_config(config, dtype=torch.float32)
     if is_lora_state(state):
         from peft import LoraConfig, get_peft_model
 

@@ -43,7 +43,7 @@ def load_exported(folder: Path, adapter: bool):
     from radgrpo.export.family import auto_model_class
 
     config = AutoConfig.from_pretrained(folder)
-    model = auto_model_class(config).from_pretrained(folder, torch_dtype=torch.float32)
+    model = auto_model_class(config).from_pretrained(folder, dtype=torch.float32)
     if adapter:
         from peft import PeftModel
 

@@ -57,6 +57,7 @@ def export_checkpoint(actor_dir: Path, output: Path, *, merge: bool = True, dtyp
         plain = actor.merge_and_unload(safe_merge=True)
     elif lora:
         progress("saving the adapter to adapter/ beside the base weights")
+        actor.peft_config["default"].base_model_name_or_path = str(output)  # the base saved beside it
         actor.save_pretrained(output / "adapter")
         plain = actor.unload()
     else:
