@@ -99,7 +99,21 @@ def _round_trip(run_dir: Path, folder: Path, adapter: bool = False) -> float:
 
 @pytest.mark.integration
 def test_lora_run_serves_the_adapter_and_exports_merged_and_as_adapter(tmp_path):
-    run_dir = _train(tmp_path, "peft=lora")
+    check_lora_run(_train(tmp_path, "peft=lora"), tmp_path)
+
+
+@pytest.mark.integration
+def test_vision_lora_with_lm_head_trains_only_those(tmp_path):
+    check_vision_lora_run(_train(tmp_path, "peft=lora_vision_lm_head",
+                                 "verl.actor_rollout_ref.model.enable_gradient_checkpointing=true"))
+
+
+@pytest.mark.integration
+def test_frozen_vision_tower_full_run_exports(tmp_path):
+    check_frozen_vision_run(_train(tmp_path, "peft=freeze_vision"))
+
+
+def check_lora_run(run_dir: Path, tmp_path: Path) -> None:
     steps = _step_metrics(run_dir)
     # the policy moved away from the reference (the base model) - yet rollout and actor agreed
     assert steps[1]["actor/kl_loss"] > 10 * steps[1]["training/rollout_probs_diff_mean"]
@@ -123,10 +137,7 @@ def test_lora_run_serves_the_adapter_and_exports_merged_and_as_adapter(tmp_path)
     assert _round_trip(run_dir, as_adapter, adapter=True) < 1e-4
 
 
-@pytest.mark.integration
-def test_vision_lora_with_lm_head_trains_only_those(tmp_path):
-    run_dir = _train(tmp_path, "peft=lora_vision_lm_head",
-                     "verl.actor_rollout_ref.model.enable_gradient_checkpointing=true")
+def check_vision_lora_run(run_dir: Path) -> None:
     _step_metrics(run_dir)
     state = load_full_state_dict(find_actor_dir(run_dir))
     base = _base_state()
@@ -142,9 +153,7 @@ def test_vision_lora_with_lm_head_trains_only_those(tmp_path):
     assert _round_trip(run_dir, _export(run_dir)) < 1e-4
 
 
-@pytest.mark.integration
-def test_frozen_vision_tower_full_run_exports(tmp_path):
-    run_dir = _train(tmp_path, "peft=freeze_vision")
+def check_frozen_vision_run(run_dir: Path) -> None:
     _step_metrics(run_dir)
     state = load_full_state_dict(find_actor_dir(run_dir))
     base = _base_state()
