@@ -12,7 +12,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+from radgrpo import CONF_DIR
+from radgrpo.errors import UserError
 
 
 def _fail(message: str) -> None:
@@ -24,11 +25,11 @@ def _progress(message: str) -> None:
     print(f"radgrpo-export: {message}", flush=True)
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="export")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="export")
 def _hydra_main(cfg: DictConfig) -> None:
     from omegaconf.errors import MissingMandatoryValue
 
-    from radgrpo.export.checkpoint import ExportError, find_actor_dir
+    from radgrpo.export.checkpoint import find_actor_dir
     from radgrpo.export.write import export_checkpoint
 
     try:
@@ -42,7 +43,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         )
     except MissingMandatoryValue:
         _fail("give the run to export: radgrpo-export run=<run folder>")
-    except ExportError as exc:
+    except UserError as exc:
         _fail(str(exc))
     kind = ("LoRA merged" if result.merged else "base + adapter/") if result.lora else "full model"
     _progress(f"done: {result.output} ({kind})")

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import torch
 
+from radgrpo.errors import UserError
+
 STEP_DIR = re.compile(r"global_step_(\d+)$")
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """A user-facing problem with the export request, reported as one line."""
 
 
@@ -44,7 +46,7 @@ def find_actor_dir(source: Path, step: str | int = "latest") -> Path:
     steps = _steps(checkpoints) if checkpoints.is_dir() else {}
     if not steps:
         raise ExportError(f"{source} holds no checkpoints (global_step_N folders); train with "
-                          "verl.trainer.save_freq=N to write them")
+                          "algorithm.save_freq=N to write them")
     if str(step) == "latest":
         chosen = max(steps)
     else:

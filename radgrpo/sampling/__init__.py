@@ -72,13 +72,14 @@ def select_rows(rows: list[dict], sampling: DictConfig) -> list[dict]:
     return [rows[i] for i in order[:size]]
 
 
-def apply_sampling(sampling: DictConfig, train_files: list[str], run_dir: Path, materialise: bool = True) -> list[str]:
-    """Write the run's training subset into `run_dir/data` and return its path (or the inputs for `all`)."""
+def apply_sampling(sampling: DictConfig, train_files: list[str], data_dir: Path, materialise: bool = True) -> list[str]:
+    """Write the run's training subset into `data_dir` (the run folder's data/) and return its path (or
+    the inputs for `all`); with materialise=False only check it and name the path."""
     if sampling.strategy == "all":
         return train_files
     if sampling.strategy not in STRATEGIES:
         raise ValueError(f"sampling.strategy must be one of {', '.join(STRATEGIES)}, got {sampling.strategy!r}")
-    target = run_dir / "data" / f"train_{sampling.strategy}_{sampling.size}_seed{sampling.seed}.parquet"
+    target = data_dir / f"train_{sampling.strategy}_{sampling.size}_seed{sampling.seed}.parquet"
     if not materialise:
         existing = [f for f in train_files if Path(f).is_file()]
         available = sum(pq.ParquetFile(f).metadata.num_rows for f in existing)

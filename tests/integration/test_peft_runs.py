@@ -25,7 +25,7 @@ LR = "algorithm.lr=5e-3"
 
 def _train(tmp_path: Path, *args: str) -> Path:
     env = {**os.environ, "RADGRPO_OUTPUTS": str(tmp_path / "outputs")}
-    result = subprocess.run([sys.executable, "-m", "radgrpo.cli.train", LR, "verl.trainer.save_freq=2", *args],
+    result = subprocess.run([sys.executable, "-m", "radgrpo.cli.train", LR, "algorithm.save_freq=2", *args],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
     (summary,) = (tmp_path / "outputs").rglob("summary.json")

@@ -14,7 +14,7 @@ from .test_config_tree import compose_train
 
 
 def _plan(overrides, tmp_path):
-    return plan_run(compose_train(overrides, tmp_path), materialise=False)
+    return plan_run(compose_train(overrides, tmp_path))
 
 
 @pytest.fixture
