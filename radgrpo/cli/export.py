@@ -29,13 +29,12 @@ def _progress(message: str) -> None:
 def _hydra_main(cfg: DictConfig) -> None:
     from omegaconf.errors import MissingMandatoryValue
 
-    from radgrpo.export.checkpoint import find_actor_dir
+    from radgrpo.export.checkpoint import default_output, find_actor_dir
     from radgrpo.export.write import export_checkpoint
 
     try:
         actor_dir = find_actor_dir(Path(str(cfg.run)), cfg.step)
-        step_dir = actor_dir.parent
-        output = Path(str(cfg.output)).expanduser() if cfg.output else step_dir.parent.parent / "export" / step_dir.name
+        output = Path(str(cfg.output)).expanduser() if cfg.output else default_output(actor_dir)
         result = export_checkpoint(
             actor_dir, output, merge=bool(cfg.merge), dtype=str(cfg.dtype),
             check_atol=float(cfg.check.atol) if cfg.check.enabled else None, overwrite=bool(cfg.overwrite),

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from radgrpo.errors import UserError
+from radgrpo.runs.folder import RunFolder
 
 STEP_DIR = re.compile(r"global_step_(\d+)$")
 
@@ -42,7 +43,7 @@ def find_actor_dir(source: Path, step: str | int = "latest") -> Path:
         if not (actor / "fsdp_config.json").exists():
             raise ExportError(f"{source} holds no FSDP actor checkpoint (actor/fsdp_config.json)")
         return actor
-    checkpoints = source / "checkpoints" if (source / "checkpoints").is_dir() else source
+    checkpoints = RunFolder(source).checkpoints if RunFolder(source).checkpoints.is_dir() else source
     steps = _steps(checkpoints) if checkpoints.is_dir() else {}
     if not steps:
         raise ExportError(f"{source} holds no checkpoints (global_step_N folders); train with "
@@ -62,9 +63,16 @@ def find_actor_dir(source: Path, step: str | int = "latest") -> Path:
 def run_dir_of(actor_dir: Path) -> Path | None:
     """The run folder an actor checkpoint belongs to (it holds verl_config.yaml), if any."""
     for parent in actor_dir.parents:
-        if (parent / "verl_config.yaml").exists():
+        if RunFolder(parent).verl_config.exists():
             return parent
     return None
+
+
+def default_output(actor_dir: Path) -> Path:
+    """`<run>/export/global_step_N` (beside the checkpoints when the run folder is unknown)."""
+    step_dir = actor_dir.parent
+    run_dir = run_dir_of(actor_dir)
+    return (RunFolder(run_dir).export if run_dir else step_dir.parent.parent / "export") / step_dir.name
 
 
 def base_model_path(actor_dir: Path) -> str:
@@ -74,7 +82,7 @@ def base_model_path(actor_dir: Path) -> str:
     if run_dir is not None:
         from omegaconf import OmegaConf
 
-        path = OmegaConf.select(OmegaConf.load(run_dir / "verl_config.yaml"), "actor_rollout_ref.model.path")
+        path = OmegaConf.select(OmegaConf.load(RunFolder(run_dir).verl_config), "actor_rollout_ref.model.path")
         if path and Path(str(path)).expanduser().is_dir():
             return str(Path(str(path)).expanduser())
     return str(actor_dir / "huggingface")

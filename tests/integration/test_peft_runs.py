@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from radgrpo.export.checkpoint import find_actor_dir, load_full_state_dict, lora_alpha
-from radgrpo.runs.local import load_metrics
+from radgrpo.runs.folder import load_metrics
 
 from ..conftest import REPO
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from radgrpo.export.checkpoint import ExportError, find_actor_dir
+from radgrpo.export.checkpoint import ExportError, default_output, find_actor_dir
 
 from ..conftest import REPO
 
@@ -25,6 +25,8 @@ def test_latest_and_numbered_steps(tmp_path):
     assert find_actor_dir(tmp_path, 2) == first
     assert find_actor_dir(tmp_path / "checkpoints", "latest") == newest
     assert find_actor_dir(first.parent) == first and find_actor_dir(first) == first
+    (tmp_path / "verl_config.yaml").write_text("{}")  # marks the run folder
+    assert default_output(newest) == tmp_path / "export" / "global_step_10"
     with pytest.raises(ExportError, match=r"no checkpoint for step 5 .* steps: \[2, 10\]"):
         find_actor_dir(tmp_path, 5)
     with pytest.raises(ExportError, match="'latest' or a number"):
