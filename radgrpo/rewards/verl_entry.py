@@ -13,6 +13,7 @@ dataset's own terms. A row no route covers scores 0 with `unrouted` = 1.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from radgrpo.data.schema import decode_ground_truth
@@ -78,6 +79,12 @@ def _task_of(ground_truth: Any, extra_info: dict | None) -> str:
     return task if isinstance(task, str) and task else str(decode_ground_truth(ground_truth).get("task"))
 
 
+def result_keys(reward_kwargs: dict) -> set[str]:
+    """The keys `compute_score` returns for this reward config: score, each term, each component (and
+    `unrouted` for a routed option)."""
+    return {"score", *_Plan(resolve_routing(_plain(reward_kwargs))).blank}
+
+
 def _with_component_keys(terms: tuple[Term, ...]) -> tuple:
     """Each term with its (component, "<key>/<component>") pairs, built once per config."""
     return tuple((t, tuple((c, f"{t.key}/{c}") for c in get_reward(t.name).components)) for t in terms)
@@ -90,3 +97,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
         return [_plain(v) for v in value]
     return value
+
+
+def reward_entry(reward) -> dict[str, Any]:
+    """verl's `reward.custom_reward_function` keys for a composed reward option (this file, this
+    function, the option as `reward_kwargs`), after validating it: a bad option is one ConfigError line."""
+    from omegaconf import OmegaConf
+
+    from radgrpo.errors import ConfigError
+    from radgrpo.rewards.config import validate_reward_config
+
+    options = {k: v for k, v in OmegaConf.to_container(reward, resolve=True).items() if k != "verl"}
+    try:
+        validate_reward_config(options)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"reward '{reward.get('name')}': {exc}") from exc
+    return {"path": str(Path(__file__).resolve()), "name": "compute_score", "kwargs": options}

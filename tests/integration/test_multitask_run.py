@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from radgrpo.data.synthetic import draw_chest
-from radgrpo.runs.local import load_metrics
+from radgrpo.runs.folder import load_metrics
 
 from ..conftest import REPO
 from ..unit.test_prep_inputs import GROUNDING_Q, REPORT_Q, llava
