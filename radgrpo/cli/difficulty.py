@@ -21,11 +21,12 @@ from omegaconf import DictConfig
 
 from radgrpo import CONF_DIR
 from radgrpo.cli.train import unknown_group_option
+from radgrpo.errors import UserError
 
 PROG = "radgrpo-difficulty"
 
 
-class DifficultyError(ValueError):
+class DifficultyError(UserError, ValueError):
     """A user mistake, reported as one line."""
 
 
@@ -92,12 +93,11 @@ def estimate(cfg: DictConfig, _extra_verl_overrides=()) -> dict:
 
 @hydra.main(config_path=str(CONF_DIR), config_name="difficulty", version_base="1.3")
 def _app(cfg: DictConfig) -> dict | None:
-    from radgrpo.cluster import SlurmRunError, launch
-    from radgrpo.runs.plan import ConfigError
+    from radgrpo.cluster import launch
 
     try:
         return launch(cfg, estimate)
-    except (ConfigError, DifficultyError, SlurmRunError) as exc:
+    except UserError as exc:  # config, SLURM and this app's own mistakes: one line
         _fail(str(exc))
 
 

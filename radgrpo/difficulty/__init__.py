@@ -189,7 +189,7 @@ def pass_rate_cache(cfg, model_path: str, files: list[str]) -> tuple[Path, dict]
 # Overrides of a training job that change the pass-rate cache key (the rest - size, seed, algorithm,
 # logger - do not): repeated in the command printed when the cache is missing. `sampling` is the
 # option (its `estimate:` block), not its size or window.
-_KEY_OVERRIDE_PREFIXES = ("model", "data", "reward", "sampling.estimate", "paths.cache")
+_KEY_OVERRIDE_PREFIXES = ("model", "data", "prompt", "reward", "sampling.estimate", "paths.cache")
 _KEY_OVERRIDES = ("sampling",)
 
 

@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Generator, Optional
 
@@ -160,6 +161,7 @@ class HFRolloutServer:
         self.max_batch = int(getattr(config, "max_num_seqs", 0) or 256)
         self.global_steps: Optional[int] = None
         self.weight_version = 0
+        self._lora_config = None
         self.seed = int(getattr(config, "seed", 0) or 0)
         self._occurrences: dict[str, int] = {}
         self._pending: list[_Request] = []
@@ -317,18 +319,43 @@ class HFRolloutServer:
         )
 
     # ----- weights ----------------------------------------------------------------------------
-    def load_weights(self, state_dict: dict[str, torch.Tensor], global_steps: Optional[int] = None) -> int:
-        """Replace the policy's weights by the trainer's; returns the number of tensors loaded."""
+    def load_weights(self, state_dict: dict[str, torch.Tensor], global_steps: Optional[int] = None,
+                     peft_config: Optional[dict[str, Any]] = None, base_sync_done: bool = False) -> int:
+        """Replace the policy's weights by the trainer's; returns the number of tensors loaded.
+
+        With LoRA (verl's adapter sync, `model.lora.merge=false`) verl sends `peft_config`: the first
+        update carries the base weights, later ones the adapter's tensors (plus any module trained in
+        full beside it). The server then holds the same peft LoRA layers as the actor, so it computes
+        exactly what the actor computes (verl's merge option instead casts merged weights to bf16).
+        """
+        if peft_config is not None:
+            self._ensure_lora(peft_config)
         model_keys = set(self.model.state_dict().keys())
-        renamed = {_match_key(k, model_keys): v for k, v in state_dict.items()}
+        renamed = {_match_key(_peft_key(k), model_keys): v for k, v in state_dict.items()}
         unknown = [k for k in renamed if k not in model_keys]
         if unknown:
             raise KeyError(f"hf rollout got weights the model does not have, e.g. {unknown[:3]}")
+        if peft_config is not None and base_sync_done:
+            missing = [k for k in model_keys if "lora_" in k and k not in renamed]
+            if missing:
+                raise KeyError(f"hf rollout: the adapter update lacks LoRA weights, e.g. {missing[:3]}")
         self.model.load_state_dict(renamed, strict=False)
         self.weight_version += 1
         if global_steps is not None:
             self.global_steps = global_steps
         return len(renamed)
+
+    def _ensure_lora(self, peft_config: dict[str, Any]) -> None:
+        """Add the actor's LoRA layers (adapter `default`) to the served model, once."""
+        if self._lora_config is not None:
+            return
+        from peft import LoraConfig, inject_adapter_in_model
+
+        fields = {k: v for k, v in peft_config.items() if k in LoraConfig.__dataclass_fields__
+                  and LoraConfig.__dataclass_fields__[k].init}
+        self._lora_config = LoraConfig(**fields)
+        inject_adapter_in_model(self._lora_config, self.model)
+        self.model.eval()  # new LoRA layers start in training mode (their dropout would be live)
 
     # ----- lifecycle calls verl makes on every rollout server (nothing to free on a CPU) ------
     async def wake_up(self, tags: Optional[list[str]] = None):
@@ -366,14 +393,20 @@ class HFRolloutServer:
         self.global_steps = global_steps
 
 
+def _peft_key(name: str) -> str:
+    """A peft state-dict name as the served model (LoRA adapter `default`) names it."""
+    name = name.removeprefix("base_model.model.")
+    return re.sub(r"\.(lora_[AB]|lora_embedding_[AB])\.(weight|bias)$", r".\1.default.\2", name)
+
+
 def _match_key(name: str, model_keys: set[str]) -> str:
-    """Map a trainer parameter name onto the rollout model's (FSDP may add or drop a `model.` prefix)."""
-    if name in model_keys:
-        return name
-    for candidate in (f"model.{name}", name.removeprefix("model."), name.replace("model.language_model.", "model.")):
-        if candidate in model_keys:
-            return candidate
-    return name
+    """Map a trainer parameter name onto the rollout model's (FSDP may add or drop a `model.` prefix;
+    peft names a LoRA-wrapped layer's own weight `<layer>.base_layer.weight`)."""
+    candidates = [name, f"model.{name}", name.removeprefix("model."), name.replace("model.language_model.", "model.")]
+    for candidate in list(candidates):
+        stem, _, leaf = candidate.rpartition(".")
+        candidates += [f"{stem}.base_layer.{leaf}", candidate.replace(".base_layer.", ".")]
+    return next((c for c in candidates if c in model_keys), name)
 
 
 class HFRolloutReplica(RolloutReplica):
@@ -434,12 +467,12 @@ class HFServerAdapter(BaseRollout):
     ):
         if wire_format != "named_tensors":
             raise NotImplementedError(f"the hf rollout takes full named tensors, not {wire_format!r}")
-        if kwargs.get("peft_config") is not None:
-            raise NotImplementedError("the hf rollout needs merged LoRA weights: set actor_rollout_ref.model.lora.merge=true")
         state = {}
         for name, tensor in weights:  # every rank iterates: producing a tensor may be a collective
             if self.is_replica_leader:
                 full = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
                 state[name] = full.detach().to("cpu", copy=True)
         if self.is_replica_leader:
-            await self._server_handle().load_weights.remote(state, kwargs.get("global_steps"))
+            await self._server_handle().load_weights.remote(
+                state, kwargs.get("global_steps"), kwargs.get("peft_config"), bool(kwargs.get("base_sync_done", False))
+            )

@@ -6,7 +6,8 @@ GPU clusters alike:
   gives verl's tracking the redacted radgrpo + verl config and a generations table
   (radgrpo.engine.tracking_hooks),
   applies radgrpo's workarounds for verl bugs (radgrpo.engine.verl_fixes), traces vision-tower calls
-  when RADGRPO_TRACE_VISION is set (radgrpo.engine.vision_trace), registers the `hf` rollout name (used only when `actor_rollout_ref.rollout.name=hf`) and
+  when RADGRPO_TRACE_VISION is set (radgrpo.engine.vision_trace), adds what verl's LoRA/freezing lacks
+  (radgrpo.engine.trainable), registers the `hf` rollout name (used only when `actor_rollout_ref.rollout.name=hf`) and
   makes AutoProcessor build torchvision-free processors when torchvision is absent;
 - `VERL_PLATFORM=cpu` (set by radgrpo's engine for `cluster.device=cpu`, forwarded to every Ray
   process): makes the CPU platform verl's platform.
@@ -54,6 +55,9 @@ def _install() -> None:
     register_torchvision_free_processors()
     if os.environ.get("VERL_PLATFORM", "").strip().lower() == cpu_platform.PLATFORM_NAME:
         cpu_platform.install()
+    from radgrpo.engine import trainable
+
+    trainable.install()  # LoRA dropout, modules trained beside LoRA, freeze_vision_tower
     _register_hf_rollout()
     INSTALLED = True
 

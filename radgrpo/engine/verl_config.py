@@ -2,7 +2,7 @@
 
 radgrpo never copies verl's yaml: it starts from the installed verl's own `ppo_trainer` config and
 applies, in order,
-  1. the `verl:` mapping of each group option: model, data, reward, algorithm, sampling, cluster, logger;
+  1. the `verl:` mapping of each group option: model, peft, data, reward, algorithm, sampling, cluster, logger;
   2. the device profile (CPU: radgrpo's platform and hf rollout; GPU: verl's vLLM rollout);
   3. the computed keys: model path, data files, reward entry, run names, checkpoint dir, logging;
   4. the user's pass-through `verl.<key>=value` overrides.
@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-GROUPS_WITH_VERL_KEYS = ("model", "data", "reward", "algorithm", "sampling", "cluster", "logger")
+GROUPS_WITH_VERL_KEYS = ("model", "peft", "data", "reward", "algorithm", "sampling", "cluster", "logger")
 
 # Free-form nodes verl's yaml does not spell out (its empty `{}` nodes are free-form too): any key
 # below them is accepted. reward.reward_kwargs feeds reward managers such as DAPO's.
@@ -37,6 +37,8 @@ OPEN_VERL_NODES = (
     "reward.custom_reward_function.reward_kwargs",
     "actor_rollout_ref.actor.fsdp_config.mixed_precision",
     "actor_rollout_ref.ref.fsdp_config.mixed_precision",
+    # verl's HFModelConfig.lora is a free dict (Megatron's LoRA keys); radgrpo adds trainable_modules
+    "actor_rollout_ref.model.lora",
 )
 
 # The verl keys radgrpo computes, and the radgrpo option to set instead.

@@ -49,11 +49,14 @@ def files_content_hash(files: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
+FULLY_HASHED_BYTES = 64 << 20
+
+
 def model_fingerprint(model_path: str) -> str:
     """Identity of a model for caches: a local folder by its files' names and sizes plus the content of
-    its small files (configs, tokenizer); a hub id by its name. Weights are not read in full (a 7B
-    checkpoint is 15 GB), so weights rewritten in place at the same size keep the fingerprint: give
-    each checkpoint its own folder."""
+    every file under 64 MB (configs, tokenizer, and the whole of a tiny model, whose rebuilds differ);
+    a hub id by its name. Larger weight shards are not read (a 7B checkpoint is 15 GB), so shards
+    rewritten in place at the same size keep the fingerprint: give each checkpoint its own folder."""
     path = Path(os.path.expanduser(model_path))
     if not path.is_dir():
         return f"hub:{model_path}"
@@ -61,7 +64,7 @@ def model_fingerprint(model_path: str) -> str:
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         size = file.stat().st_size
         digest.update(f"{file.relative_to(path)}:{size}\0".encode())
-        if size < (1 << 20):
+        if size < FULLY_HASHED_BYTES:
             digest.update(file.read_bytes())
     return digest.hexdigest()
 

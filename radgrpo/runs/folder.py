@@ -13,6 +13,7 @@
     ray/                 the multi-node Ray rendezvous (SLURM)
     slurm/               submitit's job logs
     summary.json         steps done, final metrics, wall time, where checkpoints are
+    export/              radgrpo-export's Hugging Face folders, one per exported step (default output)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class RunFolder:
     ray = property(lambda self: self.root / "ray")
     slurm = property(lambda self: self.root / "slurm")
     summary = property(lambda self: self.root / "summary.json")
+    export = property(lambda self: self.root / "export")
 
     def earlier_metrics(self) -> list[Path]:
         """metrics.attempt<k>.jsonl of earlier attempts, oldest first."""

@@ -17,8 +17,7 @@ from ..conftest import REPO
 
 DATA = ["data.num_train=24", "data.num_val=4"]
 SIZE = 4
-TRAIN = ["algorithm.total_training_steps=1", "verl.trainer.val_before_train=false", "verl.trainer.test_freq=-1",
-         f"verl.data.train_batch_size={SIZE}", f"verl.actor_rollout_ref.actor.ppo_mini_batch_size={SIZE}"]
+TRAIN = ["algorithm.total_training_steps=1", f"algorithm.train_batch_size={SIZE}", f"algorithm.ppo_mini_batch_size={SIZE}"]
 
 
 def run(module, *args, env):
