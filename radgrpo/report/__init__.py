@@ -100,10 +100,13 @@ def build_report(paths: list[Path], out_dir: Path, *, metric: str = DEFAULT_METR
 
 def log_to_wandb(report: dict, logger: dict, run_dirs: list[Path], out_dir: Path) -> dict:
     """Log the figures and tables to the runs' wandb project, as a `report` run in the sweep's group
-    (the group radgrpo.tracking gives a sweep's runs: the multirun folder's name)."""
+    (the group radgrpo.tracking gave the runs; a folder without Hydra's record: its parent's name)."""
     import wandb
 
-    group = logger.get("group") or (run_dirs[0].parent.name if run_dirs else None)
+    from radgrpo.tracking.labels import run_folder_group
+
+    group = (run_folder_group(run_dirs[0], logger) if run_dirs else logger.get("group")) or (
+        run_dirs[0].parent.name if run_dirs else None)
     run = wandb.init(project=logger.get("project", "radgrpo"), entity=logger.get("entity"), group=group,
                      job_type="report", name=f"report_{group}", mode=logger.get("mode", "online"), dir=str(out_dir),
                      reinit="finish_previous")

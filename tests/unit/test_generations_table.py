@@ -68,6 +68,7 @@ def test_table_logged_by_the_verl_hook_has_images_only_with_the_opt_in(tmp_path,
                        "RADGRPO_UPLOAD_IMAGES": "1" if upload_images else "0"}.items():
         monkeypatch.setenv(key, value)
     val = _val_parquet(tmp_path)
+    wandb.teardown()  # wandb reads its environment once per process: start from this test's
     run = wandb.init(project="radgrpo-test", id="gentable", settings=wandb.Settings(console="off"))
     try:
         trainer = SimpleNamespace(logger=SimpleNamespace(logger={"wandb": wandb}), global_steps=0,

@@ -24,6 +24,7 @@ def test_verl_tracking_logs_radgrpo_groups_and_no_secret(tmp_path, monkeypatch):
     verl_config = {"trainer": {"project_name": "p", "experiment_name": "run1"},
                    "ray_kwargs": {"ray_init": {"runtime_env": {"env_vars": {"HF_TOKEN": "hf_envtoken98765"}}}},
                    "reward": {"custom_reward_function": {"reward_kwargs": {"server": {"token": "cfg-token-123456"}}}}}
+    wandb.teardown()  # wandb reads its environment once per process: start from this test's
     tracking = Tracking("p", "run1", default_backend=["wandb"], config=verl_config)
     tracking.log({"reward/iou/mean": 0.5}, step=1)
     tracking.finish()
