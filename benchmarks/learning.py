@@ -59,10 +59,12 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--target", type=float, default=1.5)
     parser.add_argument("--control-tolerance", type=float, default=0.35)
+    parser.add_argument("--outputs", help="where the two run folders go (default: a new temporary folder, kept)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="radgrpo_learning_") as tmp:
-        learner, learner_wall = train(args.lr, args.steps, Path(tmp) / "learner")
-        control, control_wall = train(0.0, args.steps, Path(tmp) / "control")
+    outputs = Path(args.outputs or tempfile.mkdtemp(prefix="radgrpo_learning_"))
+    print(f"run folders under {outputs}")
+    learner, learner_wall = train(args.lr, args.steps, outputs / "learner")
+    control, control_wall = train(0.0, args.steps, outputs / "control")
     for name, curve, wall in (("learner", learner, learner_wall), ("control", control, control_wall)):
         lr = args.lr if name == "learner" else 0.0
         print(f"{name} (lr {lr:g}, {len(curve)} steps, {wall:.0f} s): " + " ".join(f"{r:.2f}" for r in curve))
