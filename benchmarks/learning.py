@@ -32,7 +32,7 @@ TASK = [
     'reward.terms.0.params.pairs=[["<answer>","</answer>"]]',
 ]
 # 4 prompts x 4 samples a step: enough signal for this task, and 30 steps stay minutes on 2 cores
-SMALL_BATCH = ["data.verl.data.train_batch_size=4", "verl.actor_rollout_ref.actor.ppo_mini_batch_size=4"]
+SMALL_BATCH = ["algorithm.train_batch_size=4", "algorithm.ppo_mini_batch_size=4"]
 
 
 def train(lr: float, steps: int, outputs: Path) -> tuple[list[float], float]:
