@@ -34,19 +34,18 @@ def _server_and_requests(prompts: int, n: int, max_tokens: int):
     from omegaconf import OmegaConf
     from PIL import Image
 
-    from radgrpo.data.prompts import grounding_prompt
-    from radgrpo.data.synthetic import draw_chest
+    from radgrpo.data.prompts import chat_content, load_prompt
+    from radgrpo.data.synthetic import QUESTION, draw_chest
     from radgrpo.engine.hf_rollout import HFRolloutServer, _Request
     from radgrpo.models.processors import register_torchvision_free_processors
-    from radgrpo.models.tiny import cache_root, ensure_tiny_model
+    from radgrpo.models.tiny import WARM_START_PROMPT, cache_root, ensure_tiny_model
 
     register_torchvision_free_processors()
     path = str(ensure_tiny_model("tiny_qwen2_5_vl", cache_root() / "tiny_models"))
     server = HFRolloutServer(OmegaConf.create({"max_model_len": None, "response_length": max_tokens, "seed": 0}),
                              OmegaConf.create({"path": path, "trust_remote_code": False, "override_config": {}}),
                              replica_rank=0)
-    question = grounding_prompt("Locate every abnormal bright lesion in this chest X-ray.", "think_answer")
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    messages = chat_content(load_prompt(WARM_START_PROMPT).render(QUESTION, "grounding", 1))  # the default data's prompt
     text = server.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     rng = np.random.default_rng(0)
     requests = []

@@ -31,12 +31,14 @@ TASK = [
     "reward=format",
     'reward.terms.0.params.pairs=[["<answer>","</answer>"]]',
 ]
+# 4 prompts x 4 samples a step: enough signal for this task, and 30 steps stay minutes on 2 cores
+SMALL_BATCH = ["algorithm.train_batch_size=4", "algorithm.ppo_mini_batch_size=4"]
 
 
 def train(lr: float, steps: int, outputs: Path) -> tuple[list[float], float]:
     """Per-step mean reward of one run, and its wall time."""
     env = {**os.environ, "RADGRPO_OUTPUTS": str(outputs), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    args = [sys.executable, "-m", "radgrpo.cli.train", *TASK, f"algorithm.lr={lr}",
+    args = [sys.executable, "-m", "radgrpo.cli.train", *TASK, *SMALL_BATCH, f"algorithm.lr={lr}",
             f"algorithm.total_training_steps={steps}", f"run_name=learning_lr{lr:g}"]
     started = time.time()
     result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
@@ -59,10 +61,12 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--target", type=float, default=1.5)
     parser.add_argument("--control-tolerance", type=float, default=0.35)
+    parser.add_argument("--outputs", help="where the two run folders go (default: a new temporary folder, kept)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="radgrpo_learning_") as tmp:
-        learner, learner_wall = train(args.lr, args.steps, Path(tmp) / "learner")
-        control, control_wall = train(0.0, args.steps, Path(tmp) / "control")
+    outputs = Path(args.outputs or tempfile.mkdtemp(prefix="radgrpo_learning_"))
+    print(f"run folders under {outputs}")
+    learner, learner_wall = train(args.lr, args.steps, outputs / "learner")
+    control, control_wall = train(0.0, args.steps, outputs / "control")
     for name, curve, wall in (("learner", learner, learner_wall), ("control", control, control_wall)):
         lr = args.lr if name == "learner" else 0.0
         print(f"{name} (lr {lr:g}, {len(curve)} steps, {wall:.0f} s): " + " ".join(f"{r:.2f}" for r in curve))

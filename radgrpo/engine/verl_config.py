@@ -90,8 +90,10 @@ CPU_PROFILE = {
     "actor_rollout_ref.ref.fsdp_config.mixed_precision": FP32_MIXED_PRECISION,
     "actor_rollout_ref.actor.fsdp_config.optimizer_offload": False,
     "reward.num_workers": 1,
-    "transfer_queue.backend.SimpleStorage.num_data_storage_units": 2,
-    # start-up on 2 cores: the dashboard alone is ~11 Python processes (radgrpo.runs.console prints progress)
+    # start-up on a CPU machine is Python processes importing torch/verl one after another: one
+    # TransferQueue storage unit (verl's default 8 balances load across nodes), and no Ray dashboard
+    # (about 11 processes; radgrpo.runs.console prints progress)
+    "transfer_queue.backend.SimpleStorage.num_data_storage_units": 1,
     "ray_kwargs.ray_init.include_dashboard": False,
 }
 

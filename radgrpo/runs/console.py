@@ -88,12 +88,11 @@ class TrainingFailed(RuntimeError):
 
 
 def failure_message(exc: BaseException, log_path: Path) -> str:
-    """One line for a failed run: the error's last line (Ray wraps a worker's traceback) and the log."""
-    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
-    last = lines[-1] if lines else ""
-    name = type(exc).__name__
-    reason = last if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", last) else f"{name}: {last}" if last else name
-    return f"training failed: {reason[:300]}; full log: {log_path}"
+    """One line for a failed run: the deepest `SomeError: message` line (Ray wraps a worker's
+    traceback in its own error) and the log that holds the rest."""
+    from radgrpo.cluster.submit import last_error_line
+
+    return f"training failed: {last_error_line(f'{type(exc).__name__}: {exc}')}; full log: {log_path}"
 
 
 class RunConsole:
