@@ -59,10 +59,11 @@ def _fail(message: str) -> None:
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def train(cfg: DictConfig) -> dict | None:
     from radgrpo.errors import UserError
+    from radgrpo.runs.console import TrainingFailed
 
     try:
         return _train(cfg)
-    except UserError as exc:
+    except (UserError, TrainingFailed) as exc:  # TrainingFailed: one line naming the run's train.log
         _fail(str(exc))
 
 

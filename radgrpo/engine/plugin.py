@@ -24,13 +24,20 @@ import traceback
 INSTALLED = False
 
 
+HF_ROLLOUT_NAME = "hf"
+
+
 def _register_hf_rollout() -> None:
+    """Register by name only: the rollout server's own process imports radgrpo.engine.hf_rollout,
+    which imports verl, which loads this plugin - an eager import here would be circular."""
+    import importlib
+
     from verl.workers.rollout import base, replica
 
-    from radgrpo.engine import hf_rollout
-
-    base._ROLLOUT_REGISTRY[(hf_rollout.ROLLOUT_NAME, "async")] = "radgrpo.engine.hf_rollout.HFServerAdapter"
-    replica.RolloutReplicaRegistry.register(hf_rollout.ROLLOUT_NAME, lambda: hf_rollout.HFRolloutReplica)
+    base._ROLLOUT_REGISTRY[(HF_ROLLOUT_NAME, "async")] = "radgrpo.engine.hf_rollout.HFServerAdapter"
+    replica.RolloutReplicaRegistry.register(
+        HF_ROLLOUT_NAME, lambda: importlib.import_module("radgrpo.engine.hf_rollout").HFRolloutReplica
+    )
 
 
 def _install() -> None:

@@ -52,6 +52,7 @@ COMPUTED_FROM = {
     "trainer.experiment_name": "run_name",
     "trainer.default_local_dir": "paths.output_root (checkpoints live in <run folder>/checkpoints)",
     "trainer.rollout_data_dir": "paths.output_root (rollouts live in <run folder>/rollouts)",
+    "trainer.validation_data_dir": "paths.output_root (validation dumps live in <run folder>/validation)",
     "trainer.logger": "logger=<option>",
     "trainer.nnodes": "cluster.nnodes",
     "trainer.n_gpus_per_node": "cluster.gpus_per_node",
@@ -69,6 +70,8 @@ FP32_MIXED_PRECISION = {"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_d
 CPU_PROFILE = {
     "trainer.device": "cpu",
     "actor_rollout_ref.rollout.name": "hf",
+    # `det-<sample index>` request ids: the hf rollout seeds each sample from them (reproducible runs)
+    "actor_rollout_ref.rollout.full_determinism": True,
     "actor_rollout_ref.rollout.tensor_model_parallel_size": 1,
     "actor_rollout_ref.rollout.agent.num_workers": 1,
     "actor_rollout_ref.rollout.free_cache_engine": False,
@@ -87,6 +90,8 @@ CPU_PROFILE = {
     "actor_rollout_ref.actor.fsdp_config.optimizer_offload": False,
     "reward.num_workers": 1,
     "transfer_queue.backend.SimpleStorage.num_data_storage_units": 2,
+    # start-up on 2 cores: the dashboard alone is ~11 Python processes (radgrpo.runs.console prints progress)
+    "ray_kwargs.ray_init.include_dashboard": False,
 }
 
 GPU_PROFILE = {
@@ -178,11 +183,11 @@ def apply(cfg: DictConfig, mapping: dict[str, Any]) -> None:
 
 
 def computed_keys(rcfg: DictConfig, *, model_path: str, train_files: list[str], val_files: list[str],
-                  checkpoints: Path, rollouts: Path, reward_entry: dict[str, Any], device: str,
+                  checkpoints: Path, rollouts: Path, validation: Path, reward_entry: dict[str, Any], device: str,
                   ray_address: str | None = None) -> dict[str, Any]:
     """The keys radgrpo derives from the composition rather than asks the user for (see COMPUTED_FROM).
 
-    `checkpoints`, `rollouts`: the run folder's (radgrpo.runs.folder). `ray_address`: a running Ray cluster to join (the SLURM multi-node head), whose nodes already
+    `checkpoints`, `rollouts`, `validation`: the run folder's (radgrpo.runs.folder). `ray_address`: a running Ray cluster to join (the SLURM multi-node head), whose nodes already
     declare their CPUs and GPUs; None starts a fresh local Ray sized from `cluster.*`.
     """
     cluster = rcfg.cluster
@@ -197,6 +202,7 @@ def computed_keys(rcfg: DictConfig, *, model_path: str, train_files: list[str], 
         "trainer.experiment_name": str(rcfg.run_name),
         "trainer.default_local_dir": str(checkpoints),
         "trainer.rollout_data_dir": str(rollouts),
+        "trainer.validation_data_dir": str(validation),
         "trainer.logger": list(rcfg.logger.backends) + ["file"],
         "trainer.nnodes": int(cluster.nnodes),
         "trainer.n_gpus_per_node": int(cluster.gpus_per_node),

@@ -6,7 +6,9 @@
     metrics.jsonl        one line per step: {"step": n, "data": {metric: value}}
                          (metrics.attempt<k>.jsonl: earlier attempts of a requeued run)
     checkpoints/         verl checkpoints (resume_mode=auto picks them up on a rerun)
-    rollouts/            verl's per-step generations with every reward component
+    rollouts/            verl's per-step generations with every reward component (radgrpo.runs.retention)
+    validation/          verl's validation generations
+    train.log            everything verl and Ray printed (radgrpo.runs.console)
     data/                the sampled training subset (sampling other than `all`)
     ray/                 the multi-node Ray rendezvous (SLURM)
     slurm/               submitit's job logs
@@ -30,6 +32,8 @@ class RunFolder:
     metrics = property(lambda self: self.root / "metrics.jsonl")
     checkpoints = property(lambda self: self.root / "checkpoints")
     rollouts = property(lambda self: self.root / "rollouts")
+    validation = property(lambda self: self.root / "validation")
+    train_log = property(lambda self: self.root / "train.log")
     data = property(lambda self: self.root / "data")
     ray = property(lambda self: self.root / "ray")
     slurm = property(lambda self: self.root / "slurm")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from radgrpo.runs.console import RunConsole, TrainingFailed, failure_message
 from radgrpo.runs.folder import RunFolder
 from radgrpo.runs.plan import RunPlan, materialise, plan_run
 from radgrpo.runs.summary import write_summary
@@ -35,20 +37,24 @@ def run(cfg: DictConfig, ray_address: str | None = None) -> dict:
     from radgrpo.tracking import tracking_env
 
     started = time.time()
-    plan = plan_run(cfg, ray_address=ray_address)  # every check, before anything is built
-    plan = materialise(plan, cfg)
-    write_run_configs(cfg, plan)
-    folder = RunFolder(plan.run_dir)
-    folder.keep_previous_metrics()
-    env = {**process_env(plan.device, folder.metrics), **tracking_env(cfg.logger, folder.root, _sweep_dir())}
-    error = None
-    try:
-        run_verl(plan.verl_config, env)
-    except BaseException as exc:  # the summary records the failure, then it propagates
-        error = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        summary = write_summary(plan, started=started, error=error)
+    folder = RunFolder(Path(cfg.paths.run_dir))
+    with RunConsole(folder.root, verbose=bool(cfg.get("verbose", False))) as console:
+        plan = plan_run(cfg, ray_address=ray_address)  # every check, before anything is built
+        plan = materialise(plan, cfg)
+        write_run_configs(cfg, plan)
+        folder.keep_previous_metrics()
+        console.start(cfg, plan)
+        env = {**process_env(plan.device, folder.metrics), **tracking_env(cfg.logger, folder.root, _sweep_dir())}
+        error = None
+        try:
+            run_verl(plan.verl_config, env)
+        except BaseException as exc:  # the summary records the failure; the console gets one line
+            error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, Exception):
+                raise TrainingFailed(failure_message(exc, console.log_path)) from exc
+            raise
+        finally:
+            summary = write_summary(plan, started=started, error=error)
     return summary
 
 

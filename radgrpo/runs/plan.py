@@ -184,7 +184,7 @@ def plan_run(cfg: DictConfig, *, ray_address: str | None = None) -> RunPlan:
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     computed = computed_keys(cfg, model_path=model_path, train_files=train, val_files=val, checkpoints=folder.checkpoints,
-                             rollouts=folder.rollouts,
+                             rollouts=folder.rollouts, validation=folder.validation,
                              reward_entry=entry, device=device, ray_address=ray_address)
     try:
         verl_cfg = build_verl_config(cfg, device=device, computed=computed)

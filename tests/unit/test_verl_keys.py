@@ -77,7 +77,7 @@ def test_joining_a_running_ray_passes_its_address_as_a_value(tmp_path):
     cfg = compose_train(["cluster=slurm_multinode", "cluster.device=cpu"], tmp_path)
     entry = {"path": "/r.py", "name": "compute_score", "kwargs": {}}
     keys = computed_keys(cfg, model_path="m", train_files=[], val_files=[], checkpoints=tmp_path / "c",
-                         rollouts=tmp_path / "r", reward_entry=entry,
+                         rollouts=tmp_path / "r", validation=tmp_path / "v", reward_entry=entry,
                          device="cpu", ray_address="10.0.0.1:6379")
     assert keys["ray_kwargs.ray_init.address"] == "10.0.0.1:6379" and keys["trainer.nnodes"] == 2
     assert keys["ray_kwargs.ray_init.num_cpus"] is None and keys["ray_kwargs.ray_init.num_gpus"] is None
