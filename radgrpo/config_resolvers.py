@@ -7,6 +7,9 @@
 `${cwd:}` is the current working directory. Hydra's `${hydra:runtime.cwd}` would do in a single run,
 but a multirun sweeper resolves `hydra.sweep.dir` before the Hydra runtime config exists
 ("HydraConfig was not set"), and the output root feeds that folder.
+
+`${each:${data.dirs},train}` is `<dir>/train` for every folder of a list: the train (or val) shards of
+several prepared datasets.
 """
 
 from __future__ import annotations
@@ -23,3 +26,11 @@ def slurm_gpus(device: str, gpus_per_node: int) -> int:
 
 
 OmegaConf.register_new_resolver("slurm_gpus", slurm_gpus, replace=True)
+
+
+def _each(folders, sub: str) -> list[str]:
+    folders = [folders] if isinstance(folders, str) else list(folders)
+    return [f"{str(folder).rstrip('/')}/{sub}" for folder in folders]
+
+
+OmegaConf.register_new_resolver("each", _each, replace=True)

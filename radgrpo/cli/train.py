@@ -59,11 +59,10 @@ def _fail(message: str) -> None:
 @hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def train(cfg: DictConfig) -> dict | None:
     from radgrpo.errors import UserError
-    from radgrpo.runs.console import TrainingFailed
 
     try:
         return _train(cfg)
-    except (UserError, TrainingFailed) as exc:  # TrainingFailed: one line naming the run's train.log
+    except UserError as exc:
         _fail(str(exc))
 
 
@@ -79,8 +78,12 @@ def _train(cfg: DictConfig) -> dict | None:
         plan_run(cfg)  # fail fast on config errors before any job is queued
     from radgrpo.cluster import launch
     from radgrpo.runs import local
+    from radgrpo.runs.console import TrainingFailed
 
-    summary = launch(cfg, local.run)  # a local run plans (and fails on config errors) before Ray starts
+    try:
+        summary = launch(cfg, local.run)  # a local run plans (and fails on config errors) before Ray starts
+    except TrainingFailed as exc:
+        _fail(str(exc))
     if summary is not None:
         _print_summary(summary)
     return summary

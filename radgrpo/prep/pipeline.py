@@ -151,7 +151,7 @@ class Converter:
         cfg = self.cfg
         try:
             images = self.resolver.entries(sample.images)
-            messages = cfg.prompt.render(sample, len(images))
+            messages = cfg.prompt.render(sample.question, sample.task, len(images), sample.history)
             chars = sum(len(m["content"]) for m in messages)
             if cfg.max_prompt_chars is not None and chars > cfg.max_prompt_chars:
                 raise Drop("prompt_too_long", f"{chars} characters")

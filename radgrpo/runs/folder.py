@@ -7,7 +7,7 @@
                          (metrics.attempt<k>.jsonl: earlier attempts of a requeued run)
     checkpoints/         verl checkpoints (resume_mode=auto picks them up on a rerun)
     rollouts/            verl's per-step generations with every reward component (radgrpo.runs.retention)
-    validation/          verl's validation generations
+    validation/          verl's validation generations (never pruned)
     train.log            everything verl and Ray printed (radgrpo.runs.console)
     data/                the sampled training subset (sampling other than `all`)
     ray/                 the multi-node Ray rendezvous (SLURM)

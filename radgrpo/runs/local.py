@@ -1,5 +1,6 @@
 """Run one training job in this process: plan (checks only), materialise, write the run folder, train
-with verl, summarise. The folder's layout is radgrpo.runs.folder's.
+with verl, summarise. The folder's layout is radgrpo.runs.folder's; what the console shows (and what goes
+to `train.log`) is radgrpo.runs.console's.
 
 This is also what a SLURM job runs on its node (radgrpo.cluster calls `run`).
 """
@@ -37,11 +38,11 @@ def run(cfg: DictConfig, ray_address: str | None = None) -> dict:
     from radgrpo.tracking import tracking_env
 
     started = time.time()
-    folder = RunFolder(Path(cfg.paths.run_dir))
-    with RunConsole(folder.root, verbose=bool(cfg.get("verbose", False))) as console:
+    with RunConsole(Path(cfg.paths.run_dir), verbose=bool(cfg.get("verbose", False))) as console:
         plan = plan_run(cfg, ray_address=ray_address)  # every check, before anything is built
         plan = materialise(plan, cfg)
         write_run_configs(cfg, plan)
+        folder = RunFolder(plan.run_dir)
         folder.keep_previous_metrics()
         console.start(cfg, plan)
         env = {**process_env(plan.device, folder.metrics), **tracking_env(cfg.logger, folder.root, _sweep_dir())}

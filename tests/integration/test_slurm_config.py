@@ -56,7 +56,7 @@ def test_unset_sbatch_values_are_left_to_the_site_and_cpu_nodes_ask_for_no_gpu()
     assert params["nodes"] == 1 and params["tasks_per_node"] == 1
 
 
-@pytest.mark.parametrize("preset, runs", [("tiny_2x2", 4), ("data_size_x_sampling", 18)])
+@pytest.mark.parametrize("preset, runs", [("tiny_2x2", 4), ("data_size_x_sampling", 18), ("cpu_size_x_sampling", 8)])
 def test_sweep_presets_are_multiruns(preset, runs):
     cfg = composed(f"sweep={preset}", hydra=True)
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"

@@ -13,9 +13,9 @@ from radgrpo.runs.plan import ConfigError, plan_run
 
 from ..conftest import CONF_DIR
 
-TRAIN_GROUPS = ("model", "data", "reward", "algorithm", "sampling", "cluster", "logger", "experiment", "sweep")
+TRAIN_GROUPS = ("model", "data", "prompt", "reward", "algorithm", "sampling", "cluster", "logger", "experiment", "sweep")
 # Options that need a value only the user can give; composing them must still work.
-REQUIRED_USER_VALUES = {("data", "prepared"): {"data.dir"}}
+REQUIRED_USER_VALUES = {("data", "prepared"): {"data.dir"}, ("data", "radvlm_tasks"): {"data.dirs"}}
 # Options whose checks must fail until the user points them at local models or a judge endpoint.
 NEEDS_LOCAL_RESOURCES = {("reward", "radcliq"), ("reward", "green")}
 
