@@ -10,6 +10,9 @@ but a multirun sweeper resolves `hydra.sweep.dir` before the Hydra runtime confi
 
 `${each:${data.dirs},train}` is `<dir>/train` for every folder of a list: the train (or val) shards of
 several prepared datasets.
+
+`${floordiv:a,b}` is a // b for sizes derived from another size (DAPO's overlong buffer is a fifth
+of the response budget).
 """
 
 from __future__ import annotations
@@ -34,3 +37,6 @@ def _each(folders, sub: str) -> list[str]:
 
 
 OmegaConf.register_new_resolver("each", _each, replace=True)
+
+
+OmegaConf.register_new_resolver("floordiv", lambda a, b: int(a) // int(b), replace=True)

@@ -79,6 +79,12 @@ def _task_of(ground_truth: Any, extra_info: dict | None) -> str:
     return task if isinstance(task, str) and task else str(decode_ground_truth(ground_truth).get("task"))
 
 
+def result_keys(reward_kwargs: dict) -> set[str]:
+    """The keys `compute_score` returns for this reward config: score, each term, each component (and
+    `unrouted` for a routed option)."""
+    return {"score", *_Plan(resolve_routing(_plain(reward_kwargs))).blank}
+
+
 def _with_component_keys(terms: tuple[Term, ...]) -> tuple:
     """Each term with its (component, "<key>/<component>") pairs, built once per config."""
     return tuple((t, tuple((c, f"{t.key}/{c}") for c in get_reward(t.name).components)) for t in terms)

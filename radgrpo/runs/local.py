@@ -20,10 +20,15 @@ from radgrpo.runs.summary import write_summary
 
 
 def write_run_configs(cfg: DictConfig, plan: RunPlan) -> None:
+    """Both configs, secrets redacted (radgrpo.tracking.secrets), and the data's manifest."""
+    from radgrpo.tracking.secrets import redact_config, secret_values
+
+    values = secret_values(cfg)
     folder = RunFolder(plan.run_dir)
     folder.root.mkdir(parents=True, exist_ok=True)
-    folder.radgrpo_config.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    folder.verl_config.write_text(OmegaConf.to_yaml(plan.verl_config, resolve=False))
+    radgrpo = redact_config(OmegaConf.to_container(cfg, resolve=True), values)
+    folder.radgrpo_config.write_text(OmegaConf.to_yaml(OmegaConf.create(radgrpo)))
+    folder.verl_config.write_text(OmegaConf.to_yaml(OmegaConf.create(redact_config(plan.verl_config, values))))
     if plan.data_dir is not None and (plan.data_dir / "manifest.json").exists():
         shutil.copy(plan.data_dir / "manifest.json", folder.manifest)
 
@@ -35,17 +40,18 @@ def run(cfg: DictConfig, ray_address: str | None = None) -> dict:
     local Ray for this run.
     """
     from radgrpo.engine.runner import process_env, run_verl
-    from radgrpo.tracking import tracking_env
+    from radgrpo.tracking import run as tracking
 
     started = time.time()
-    with RunConsole(Path(cfg.paths.run_dir), verbose=bool(cfg.get("verbose", False))) as console:
+    run_dir = Path(cfg.paths.run_dir)
+    with tracking.scrubbed_logs(cfg, run_dir), RunConsole(run_dir, verbose=bool(cfg.get("verbose", False))) as console:
         plan = plan_run(cfg, ray_address=ray_address)  # every check, before anything is built
         plan = materialise(plan, cfg)
         write_run_configs(cfg, plan)
         folder = RunFolder(plan.run_dir)
         folder.keep_previous_metrics()
         console.start(cfg, plan)
-        env = {**process_env(plan.device, folder.metrics), **tracking_env(cfg.logger, folder.root, _sweep_dir())}
+        env = {**process_env(plan.device, folder.metrics), **tracking.start(cfg, folder.root)}
         error = None
         try:
             run_verl(plan.verl_config, env)
@@ -56,15 +62,6 @@ def run(cfg: DictConfig, ray_address: str | None = None) -> dict:
             raise
         finally:
             summary = write_summary(plan, started=started, error=error)
+            tracking.finish(cfg, folder.root, summary)
     return summary
 
-
-def _sweep_dir() -> str | None:
-    """The `-m` sweep folder when this run is one job of a Hydra multirun, else None."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized():
-        return None
-    hydra_cfg = HydraConfig.get()
-    return str(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None

@@ -150,7 +150,9 @@ def plan_run(cfg: DictConfig, *, ray_address: str | None = None) -> RunPlan:
 
     `ray_address`: join this running Ray cluster (the SLURM multi-node head) instead of starting one.
     """
+    from radgrpo.engine.algorithms import check_algorithm
     from radgrpo.engine.verl_config import build_verl_config, computed_keys, validate_verl_config
+    from radgrpo.rewards.verl_entry import result_keys
     from radgrpo.runs.folder import RunFolder
     from radgrpo.sampling import apply_sampling
     from radgrpo.tracking import tracking_env
@@ -178,6 +180,7 @@ def plan_run(cfg: DictConfig, *, ray_address: str | None = None) -> RunPlan:
     try:
         verl_cfg = build_verl_config(cfg, device=device, computed=computed)
         validate_verl_config(verl_cfg)
+        check_algorithm(verl_cfg, result_keys(entry["kwargs"]))
     except (ValueError, AssertionError) as exc:
         raise ConfigError(str(exc)) from exc
     return RunPlan(folder.root, device, model_path, train, val, None, verl_cfg, computed, checked)

@@ -49,7 +49,8 @@ def test_every_option_composes_into_a_verl_config(group, option, tmp_path):
         return
     plan = plan_run(cfg)
     verl = plan.verl_config
-    assert verl.algorithm.adv_estimator == "grpo"
+    if group != "algorithm":  # the algorithm options' own keys: tests/unit/test_algorithms.py
+        assert verl.algorithm.adv_estimator == "grpo"
     assert verl.reward.custom_reward_function.path.endswith("radgrpo/rewards/verl_entry.py")
     assert verl.trainer.default_local_dir == str(tmp_path / "run" / "checkpoints")
 
