@@ -22,6 +22,7 @@ import copy
 import difflib
 import functools
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -54,6 +55,7 @@ COMPUTED_FROM = {
     "trainer.experiment_name": "run_name",
     "trainer.default_local_dir": "paths.output_root (checkpoints live in <run folder>/checkpoints)",
     "trainer.rollout_data_dir": "paths.output_root (rollouts live in <run folder>/rollouts)",
+    "trainer.validation_data_dir": "paths.output_root (validation dumps live in <run folder>/validation)",
     "trainer.logger": "logger=<option>",
     "trainer.nnodes": "cluster.nnodes",
     "trainer.n_gpus_per_node": "cluster.gpus_per_node",
@@ -224,12 +226,13 @@ def computed_keys(rcfg: DictConfig, *, model_path: str, train_files: list[str], 
 
 def build_verl_config(rcfg: DictConfig, *, device: str, computed: dict[str, Any]) -> DictConfig:
     """Layer the groups' mappings, the device profile, computed keys and user keys onto verl's config;
-    every group's and the user's keys are checked first (check_verl_keys)."""
-    layers = [(f"{group}.verl", flatten(rcfg[group].get("verl", {}))) for group in GROUPS_WITH_VERL_KEYS
-              if group in rcfg]
+    every group's and the user's keys are checked first (check_verl_keys, check_owned_keys)."""
+    groups = [group for group in GROUPS_WITH_VERL_KEYS if group in rcfg]
+    layers = [(f"{group}.verl", flatten(rcfg[group].get("verl", {}))) for group in groups]
     user = flatten(rcfg.get("verl", {}))
     for source, keys in [*layers, ("verl", user)]:
         check_verl_keys(keys, source, computed)
+    check_owned_keys(rcfg, groups)
     cfg = verl_base()
     for _, keys in layers:
         apply(cfg, keys)
@@ -237,6 +240,29 @@ def build_verl_config(rcfg: DictConfig, *, device: str, computed: dict[str, Any]
     apply(cfg, computed)
     apply(cfg, user)
     return cfg
+
+
+_OPTION_REFERENCE = re.compile(r"^\$\{([\w.]+)\}$")
+
+
+def check_owned_keys(rcfg: DictConfig, groups: Iterable[str]) -> None:
+    """Raise ValueError when one group's mapping sets a verl key that another group's mapping takes from
+    a radgrpo option (`data.train_batch_size: ${algorithm.train_batch_size}`): the later layer would win
+    silently, so the message names the option to set instead. `verl.<key>=` (applied last) may."""
+    owners: dict[str, tuple[str, str]] = {}
+    raw = {group: flatten(OmegaConf.to_container(rcfg[group].verl, resolve=False))
+           for group in groups if isinstance(rcfg[group].get("verl"), DictConfig)}
+    for group, keys in raw.items():
+        for key, value in keys.items():
+            match = _OPTION_REFERENCE.match(value) if isinstance(value, str) else None
+            if match:
+                owners[key] = (group, match.group(1))
+    for group, keys in raw.items():
+        for key in keys:
+            owner = owners.get(key)
+            if owner and owner[0] != group:
+                raise ValueError(f"{group}.verl.{key}: {owner[0]}.verl sets verl's {key} from {owner[1]}; "
+                                 f"set {owner[1]} instead")
 
 
 def validate_verl_config(cfg: DictConfig) -> None:

@@ -63,7 +63,7 @@ def test_grounding_and_report_train_together(tmp_path):
 
     train = subprocess.run([sys.executable, "-m", "radgrpo.cli.train", "data=radvlm_tasks",
                             f"data.dirs=[{','.join(prepared)}]", "reward=radvlm_tasks",
-                            "algorithm.total_training_steps=1", "data.verl.data.train_batch_size=8",
+                            "algorithm.total_training_steps=1", "algorithm.train_batch_size=8",
                             "data.verl.data.max_prompt_length=512", "data.verl.data.max_response_length=48"],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert train.returncode == 0, (train.stdout[-3000:], train.stderr[-5000:])

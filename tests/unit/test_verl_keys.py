@@ -54,6 +54,17 @@ def test_overriding_a_computed_key_names_the_radgrpo_option(override, option, tm
     assert f"set {option}" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_group_setting_a_key_another_group_takes_from_an_option_names_the_option(tmp_path):
+    cfg = compose_train(["++data.verl.data.train_batch_size=4", "cluster.device=cpu"], tmp_path)
+    with pytest.raises(ConfigError, match=r"data.verl.data.train_batch_size: algorithm.verl sets verl's "
+                                          r"data.train_batch_size from algorithm.train_batch_size; "
+                                          r"set algorithm.train_batch_size instead"):
+        plan_run(cfg)
+    cfg = compose_train(["++verl.data.train_batch_size=4", "++verl.actor_rollout_ref.actor.ppo_mini_batch_size=4",
+                         "cluster.device=cpu"], tmp_path)
+    assert plan_run(cfg).verl_config.data.train_batch_size == 4  # verl.<key>= is applied last, on purpose
+
+
 def test_free_form_nodes_take_any_key(tmp_path):
     cfg = compose_train(["cluster.device=cuda", "++verl.reward.reward_kwargs.max_resp_len=512",
                          "++verl.reward.reward_kwargs.overlong_buffer_cfg.enable=true",
