@@ -154,3 +154,18 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_estimate():
     assert first == bootstrap_ci(records, mcqa_metrics, n_resamples=200, seed=3)
     low, high = first["accuracy_lenient"]
     assert low < 20 / 30 < high
+
+
+def test_generation_store_drops_a_torn_line_and_resumes(tmp_path):
+    from radgrpo.eval.store import GenerationStore
+
+    path = tmp_path / "g.jsonl"
+    store = GenerationStore(path)
+    store.append({"index": 0, "repeat": 0, "completion": "a"})
+    store.append({"index": 1, "repeat": 0, "completion": "b"})
+    with open(path, "a") as fh:
+        fh.write('{"index": 2, "repeat": 0, "compl')  # what a kill mid-write leaves
+    again = GenerationStore(path)
+    assert [r["index"] for r in again.records()] == [0, 1] and not again.has(2, 0)
+    again.append({"index": 2, "repeat": 0, "completion": "c"})
+    assert [r["completion"] for r in GenerationStore(path).records()] == ["a", "b", "c"]
