@@ -3,6 +3,8 @@
 What it does depends on the process's environment, so one installed package serves CPU machines and
 GPU clusters alike:
 - always: adds each reward component's batch mean to the step metrics (radgrpo.engine.reward_metrics),
+  gives verl's tracking the redacted radgrpo + verl config and a generations table
+  (radgrpo.engine.tracking_hooks),
   applies radgrpo's workarounds for verl bugs (radgrpo.engine.verl_fixes), traces vision-tower calls
   when RADGRPO_TRACE_VISION is set (radgrpo.engine.vision_trace), registers the `hf` rollout name (used only when `actor_rollout_ref.rollout.name=hf`) and
   makes AutoProcessor build torchvision-free processors when torchvision is absent;
@@ -24,23 +26,31 @@ import traceback
 INSTALLED = False
 
 
+HF_ROLLOUT_NAME = "hf"
+
+
 def _register_hf_rollout() -> None:
+    """Register by name only: the rollout server's own process imports radgrpo.engine.hf_rollout,
+    which imports verl, which loads this plugin - an eager import here would be circular."""
+    import importlib
+
     from verl.workers.rollout import base, replica
 
-    from radgrpo.engine import hf_rollout
-
-    base._ROLLOUT_REGISTRY[(hf_rollout.ROLLOUT_NAME, "async")] = "radgrpo.engine.hf_rollout.HFServerAdapter"
-    replica.RolloutReplicaRegistry.register(hf_rollout.ROLLOUT_NAME, lambda: hf_rollout.HFRolloutReplica)
+    base._ROLLOUT_REGISTRY[(HF_ROLLOUT_NAME, "async")] = "radgrpo.engine.hf_rollout.HFServerAdapter"
+    replica.RolloutReplicaRegistry.register(
+        HF_ROLLOUT_NAME, lambda: importlib.import_module("radgrpo.engine.hf_rollout").HFRolloutReplica
+    )
 
 
 def _install() -> None:
     global INSTALLED
-    from radgrpo.engine import cpu_platform, verl_fixes, vision_trace
+    from radgrpo.engine import cpu_platform, tracking_hooks, verl_fixes, vision_trace
     from radgrpo.models.processors import register_torchvision_free_processors
 
     verl_fixes.install()
     vision_trace.install()
     from radgrpo.engine import reward_metrics  # noqa: F401  (per-component reward metrics, verl #2115)
+    tracking_hooks.install()
     register_torchvision_free_processors()
     if os.environ.get("VERL_PLATFORM", "").strip().lower() == cpu_platform.PLATFORM_NAME:
         cpu_platform.install()

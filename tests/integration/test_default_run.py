@@ -7,23 +7,30 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from radgrpo.engine.vision_trace import read_trace
-from radgrpo.runs.local import load_metrics
+from radgrpo.runs.folder import load_metrics
 
 from ..conftest import REPO
 
 
-@pytest.mark.integration
-def test_embedded_default_trains_through_verl(tmp_path):
-    trace = tmp_path / "vision_trace"
-    env = {**os.environ, "RADGRPO_OUTPUTS": str(tmp_path), "RADGRPO_TRACE_VISION": str(trace)}
+def _train(outputs, **env_extra):
+    env = {**os.environ, "RADGRPO_OUTPUTS": str(outputs), **env_extra}
     result = subprocess.run([sys.executable, "-m", "radgrpo.cli.train"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
-    (summary_path,) = tmp_path.rglob("summary.json")
+    logs = list(Path(outputs).rglob("train.log"))
+    assert result.returncode == 0, "\n".join([result.stdout, result.stderr[-3000:], *(p.read_text()[-5000:] for p in logs)])
+    return result
+
+
+@pytest.mark.integration
+def test_embedded_default_trains_through_verl_reproducibly(tmp_path):
+    trace = tmp_path / "vision_trace"
+    result = _train(tmp_path / "a", RADGRPO_TRACE_VISION=str(trace))
+    (summary_path,) = (tmp_path / "a").rglob("summary.json")
     summary = json.loads(summary_path.read_text())
     run_dir = summary_path.parent
     assert summary["status"] == "completed" and summary["steps_completed"] >= 2
@@ -46,3 +53,17 @@ def test_embedded_default_trains_through_verl(tmp_path):
     for name in ("radgrpo_config.yaml", "verl_config.yaml", "manifest.json", "metrics.jsonl"):
         assert (run_dir / name).exists(), name
     assert (run_dir / "rollouts").is_dir()
+
+    # the console: a header, one line per step, the summary; verl's and Ray's stream is in train.log
+    console = (result.stdout + result.stderr).splitlines()
+    assert len(console) <= 40, console
+    assert any(line.startswith("radgrpo: run folder") for line in console)
+    assert sum(line.startswith("radgrpo: step ") for line in console) == len(steps), console
+    assert "TaskRunner" in (run_dir / "train.log").read_text()
+
+    # the same seed trains the same: per-step rewards and gradient norms agree
+    _train(tmp_path / "b")
+    (other_dir,) = [p.parent for p in (tmp_path / "b").rglob("summary.json")]
+    other = [s["data"] for s in load_metrics(other_dir) if "actor/pg_loss" in s["data"]]
+    for key in ("critic/score/mean", "actor/grad_norm", "response_length/mean"):
+        assert [s[key] for s in other] == pytest.approx([s[key] for s in steps], abs=1e-6), key
