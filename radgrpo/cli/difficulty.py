@@ -19,7 +19,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from radgrpo.cli.train import CONFIG_PATH, unknown_group_option
+from radgrpo import CONF_DIR
+from radgrpo.cli.train import unknown_group_option
 
 PROG = "radgrpo-difficulty"
 
@@ -89,7 +90,7 @@ def estimate(cfg: DictConfig, _extra_verl_overrides=()) -> dict:
     return summary
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name="difficulty", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="difficulty", version_base="1.3")
 def _app(cfg: DictConfig) -> dict | None:
     from radgrpo.cluster import SlurmRunError, launch
     from radgrpo.runs.plan import ConfigError
@@ -101,7 +102,7 @@ def _app(cfg: DictConfig) -> dict | None:
 
 
 def main() -> None:
-    problem = unknown_group_option(sys.argv[1:], Path(CONFIG_PATH))
+    problem = unknown_group_option(sys.argv[1:], CONF_DIR)
     if problem:
         _fail(problem)
     _app()

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-PROMPT_DIR = Path(__file__).resolve().parents[2] / "conf" / "prompt"
+from radgrpo import CONF_DIR
+
+PROMPT_DIR = CONF_DIR / "prompt"
 
 
 def prompt_styles() -> list[str]:
