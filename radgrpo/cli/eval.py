@@ -10,12 +10,12 @@ The work is in radgrpo.eval.evaluate; this entry point only composes and reports
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from radgrpo.cli.train import CONFIG_PATH, unknown_group_option
+from radgrpo import CONF_DIR
+from radgrpo.cli.train import unknown_group_option
 
 
 def _fail(message: str) -> None:
@@ -30,23 +30,23 @@ def evaluate_here(cfg: DictConfig, _extra: list | None = None) -> dict:
     return {"metrics": run_eval(cfg)}
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name="eval", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base="1.3")
 def evaluate(cfg: DictConfig) -> None:
     from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
-    from radgrpo.cluster import SlurmRunError, launch
-    from radgrpo.runs.plan import ConfigError
+    from radgrpo.cluster import launch
+    from radgrpo.errors import UserError
 
     try:
         launch(cfg, evaluate_here)
     except (MissingMandatoryValue, InterpolationToMissingValueError) as exc:
         _fail(str(exc).splitlines()[0] + " (set it on the command line)")
-    except (ConfigError, SlurmRunError) as exc:
+    except UserError as exc:
         _fail(str(exc))
 
 
 def main() -> None:
-    problem = unknown_group_option(sys.argv[1:], Path(CONFIG_PATH))
+    problem = unknown_group_option(sys.argv[1:], CONF_DIR)
     if problem:
         _fail(problem)
     evaluate()

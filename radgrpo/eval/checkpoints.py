@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from radgrpo.runs.plan import ConfigError
+from radgrpo.errors import ConfigError
 
 _STEP = re.compile(r"global_step_(\d+)$")
 

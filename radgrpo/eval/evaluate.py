@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from radgrpo.data.schema import decode_ground_truth
 from radgrpo.eval.metrics import METRICS_BY_TASK, Record, bootstrap_ci, strip_reasoning
 from radgrpo.eval.store import GenerationStore
-from radgrpo.runs.plan import ConfigError
+from radgrpo.errors import ConfigError
 
 SUMMARY_COLUMNS = ("model", "step", "suite", "dataset", "metric", "value", "ci_low", "ci_high", "n")
 
@@ -163,7 +163,12 @@ def write_summary(rows: list[dict], model: ModelUnderTest, cfg: DictConfig) -> P
 def run_eval(cfg: DictConfig) -> list[dict]:
     """Evaluate every model under test on every set of the suite; returns all summary rows."""
     from radgrpo.generation import HFGenerator
+    from radgrpo.runs.plan import missing_keys
 
+    missing = missing_keys(cfg)
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: mandatory, no value given; set it on the command line "
+                          f"({missing[0]}=...)")
     sets = suite_sets(cfg)
     all_rows = []
     for model in models_under_test(cfg):
