@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from radgrpo.cluster.in_job import RunLocal, run_in_allocation
 from radgrpo.errors import SlurmRunError
+from radgrpo.errors import last_error_line
 from radgrpo.runs.folder import RunFolder
 
 TAG = "[radgrpo.cluster]"
@@ -138,18 +138,3 @@ def sbatch_refusal(stderr: str) -> str:
     return f"sbatch refused the job ({said}); check {setting}"
 
 
-ERROR_LINE = re.compile(r"^([\w.]+(Error|Exception|Exit|Interrupt))(\([\w.]+\))?: \S")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def last_error_line(text: str) -> str:
-    """The deepest ``SomeError: message`` line of a traceback (a Ray task error nests the real cause
-    last), else the first non-empty line; ANSI colours removed, at most 300 characters."""
-    lines = [ln.strip() for ln in ANSI.sub("", text).splitlines() if ln.strip()]
-    for i in range(len(lines) - 1, -1, -1):
-        if ERROR_LINE.match(lines[i]):
-            line = lines[i]
-            if line.endswith(":") and i + 1 < len(lines):  # the message goes on below
-                line = f"{line} {lines[i + 1]}"
-            return line[:300]
-    return (lines[0] if lines else "unknown error")[:300]

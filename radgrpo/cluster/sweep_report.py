@@ -31,7 +31,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from radgrpo.cluster.submit import last_error_line
+from radgrpo.errors import last_error_line
 
 STATUS_FILE = "job_status.json"
 

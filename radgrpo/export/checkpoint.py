@@ -29,6 +29,16 @@ def _steps(checkpoints: Path) -> dict[int, Path]:
     return {int(m.group(1)): p for p in checkpoints.iterdir() if (m := STEP_DIR.search(p.name)) and p.is_dir()}
 
 
+def all_actor_dirs(source: Path) -> list[Path]:
+    """The `actor/` folder of every checkpoint of a run (or of its `checkpoints/` folder), oldest first."""
+    source = Path(source).expanduser()
+    checkpoints = RunFolder(source).checkpoints if RunFolder(source).checkpoints.is_dir() else source
+    steps = _steps(checkpoints) if checkpoints.is_dir() else {}
+    if not steps:
+        return [find_actor_dir(source)]  # one checkpoint named directly, or the error saying what is missing
+    return [find_actor_dir(steps[step]) for step in sorted(steps)]
+
+
 def find_actor_dir(source: Path, step: str | int = "latest") -> Path:
     """The `actor/` folder of one checkpoint. `source` is a run folder, its `checkpoints/` folder, a
     `global_step_N` folder or an `actor/` folder; `step` is `latest` or a step number (ignored when

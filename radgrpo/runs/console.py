@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
+from radgrpo.errors import ANSI_ESCAPE, last_error_line
 from radgrpo.runs.folder import RunFolder
 from radgrpo.runs.retention import prune_rollouts, steps_to_keep
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _RAY_PREFIX = re.compile(r"^\((?:[\w.:-]+ )?pid=\d+(?:, ip=[\d.]+)?\)\s*")
 _TIMESTAMP = re.compile(r"^\[?\d{4}-\d{2}-\d{2}[ T][\d:,.]+\]?\s*")
 _REPEATED = re.compile(r"\s*\[repeated \d+x across cluster\]\s*$")
@@ -36,7 +36,7 @@ _WARNING = re.compile(r"warn", re.IGNORECASE)
 def warning_key(line: str) -> Optional[str]:
     """The identity of a warning line (without colours, Ray's process prefix, timestamps and repeat
     counts), or None when the line is not a warning."""
-    text = _ANSI.sub("", line).strip()
+    text = ANSI_ESCAPE.sub("", line).strip()
     text = _RAY_PREFIX.sub("", text)
     if not _WARNING.search(text):
         return None
@@ -90,8 +90,6 @@ class TrainingFailed(RuntimeError):
 def failure_message(exc: BaseException, log_path: Path) -> str:
     """One line for a failed run: the deepest `SomeError: message` line (Ray wraps a worker's
     traceback in its own error) and the log that holds the rest."""
-    from radgrpo.cluster.submit import last_error_line
-
     return f"training failed: {last_error_line(f'{type(exc).__name__}: {exc}')}; full log: {log_path}"
 
 

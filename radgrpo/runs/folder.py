@@ -13,6 +13,7 @@
     ray/                 the multi-node Ray rendezvous (SLURM)
     slurm/               submitit's job logs
     summary.json         steps done, final metrics, wall time, where checkpoints are
+    eval/<suite>/<step>/ radgrpo-eval's generations and eval_summary.json/.csv of this run's checkpoints
     export/              radgrpo-export's Hugging Face folders, one per exported step (default output)
 """
 
@@ -40,6 +41,7 @@ class RunFolder:
     slurm = property(lambda self: self.root / "slurm")
     summary = property(lambda self: self.root / "summary.json")
     export = property(lambda self: self.root / "export")
+    eval = property(lambda self: self.root / "eval")
 
     def earlier_metrics(self) -> list[Path]:
         """metrics.attempt<k>.jsonl of earlier attempts, oldest first."""

@@ -164,3 +164,17 @@ def check_frozen_vision_run(run_dir: Path) -> None:
     assert language and all(not torch.equal(state[k], base[k]) for k in language)
 
     assert _round_trip(run_dir, _export(run_dir)) < 1e-4
+    check_checkpoint_evaluation(run_dir)
+
+
+def check_checkpoint_evaluation(run_dir: Path) -> None:
+    """radgrpo-eval on the run folder: its saved step, through the export above, on the synthetic val set."""
+    import json
+
+    result = subprocess.run([sys.executable, "-m", "radgrpo.cli.eval", f"checkpoint={run_dir}", "step=all",
+                             "bootstrap.resamples=50"], cwd=REPO, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "RADGRPO_OUTPUTS": str(run_dir.parent)})
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads((run_dir / "eval" / "synthetic_grounding" / "global_step_2" / "eval_summary.json").read_text())
+    assert summary["step"] == "global_step_2" and summary["model_path"] == str(run_dir / "export" / "global_step_2")
+    assert {r["metric"] for r in summary["metrics"]} >= {"radvlm_map@0.5", "map@0.5", "mean_iou", "acc@0.5"}

@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import radgrpo.cluster as cluster
-from radgrpo.cluster.submit import executor_parameters, last_error_line
+from radgrpo.cluster.submit import executor_parameters
+from radgrpo.errors import last_error_line
 
 CONF = str(Path(__file__).resolve().parents[2] / "conf")
 

@@ -1,0 +1,56 @@
+"""`radgrpo-eval`: evaluate a base model, a Hugging Face folder or a run's checkpoints on a suite.
+
+    radgrpo-eval                                           # base tiny model, synthetic grounding val
+    radgrpo-eval checkpoint=outputs/runs/<day>/<run> step=all
+    radgrpo-eval model=qwen2_5_vl_7b suite=radvlm_grounding suite.root=/data/prepared cluster=slurm
+
+The work is in radgrpo.eval.evaluate; this entry point only composes and reports errors in one line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from radgrpo import CONF_DIR
+from radgrpo.cli.train import unknown_group_option
+
+
+def _fail(message: str) -> None:
+    print(f"radgrpo-eval: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def evaluate_here(cfg: DictConfig, _extra: list | None = None) -> dict:
+    """What a local run or a SLURM job executes (the signature radgrpo.cluster.launch expects)."""
+    from radgrpo.eval.evaluate import run_eval
+
+    return {"metrics": run_eval(cfg)}
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="eval", version_base="1.3")
+def evaluate(cfg: DictConfig) -> None:
+    from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
+
+    from radgrpo.cluster import launch
+    from radgrpo.errors import UserError
+
+    try:
+        launch(cfg, evaluate_here)
+    except (MissingMandatoryValue, InterpolationToMissingValueError) as exc:
+        _fail(str(exc).splitlines()[0] + " (set it on the command line)")
+    except UserError as exc:
+        _fail(str(exc))
+
+
+def main() -> None:
+    problem = unknown_group_option(sys.argv[1:], CONF_DIR)
+    if problem:
+        _fail(problem)
+    evaluate()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Which checkpoints of a training run to evaluate, as Hugging Face folders.
+
+`radgrpo-export` (radgrpo.export) finds a run's checkpoints and turns one into a Hugging Face folder
+(weights with LoRA merged, processor, chat template), checked against the trained actor's logits.
+Evaluation asks for `latest`, `all` or a step number and gets one exported folder per step, written
+once to the run's `export/global_step_N` and reused by later evaluations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def exported_checkpoints(source: Path, which: str) -> list[tuple[Path, str, Path]]:
+    """(run folder, step label, Hugging Face folder) per chosen checkpoint, exporting those not yet exported.
+
+    `source` is a run folder, its `checkpoints/`, a `global_step_N` or an `actor/` folder."""
+    from radgrpo.export.checkpoint import all_actor_dirs, default_output, find_actor_dir, run_dir_of
+    from radgrpo.export.write import export_checkpoint
+
+    actors = all_actor_dirs(source) if which == "all" else [find_actor_dir(source, which)]
+    out = []
+    for actor in actors:
+        target = default_output(actor)
+        if not (target / "config.json").is_file():
+            export_checkpoint(actor, target)
+        step_dir = actor.parent
+        out.append((run_dir_of(actor) or step_dir.parent.parent, step_dir.name, target))
+    return out

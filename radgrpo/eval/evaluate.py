@@ -1,0 +1,236 @@
+"""`radgrpo-eval`'s work: generate for every sample of a suite, score with the papers' metrics, summarise.
+
+For each model under test (the base model, a Hugging Face folder, or a training run's checkpoints)
+and each set of the suite:
+  1. generate `repeats` completions per row with the training prompt and chat template
+     (radgrpo.generation), resumable per sample (radgrpo.eval.store);
+  2. score the task's metrics (radgrpo.eval.metrics) over the whole set and per data source, with
+     seeded bootstrap CIs;
+  3. write `eval_summary.json` and a tidy `eval_summary.csv` (model, step, suite, dataset, metric,
+     value, ci_low, ci_high) next to the per-sample `generations/*.jsonl`.
+Where results go is deterministic (not a timestamp), so rerunning a killed command resumes it:
+`<run folder>/eval/<suite>/<step>/` for a training run's checkpoint, else
+`<paths.output_root>/eval/<model>/<suite>/`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from radgrpo.data.schema import decode_ground_truth
+from radgrpo.eval.metrics import METRICS_BY_TASK, Record, bootstrap_ci, strip_reasoning
+from radgrpo.eval.store import GenerationStore
+from radgrpo.errors import ConfigError
+
+SUMMARY_COLUMNS = ("model", "step", "suite", "dataset", "metric", "value", "ci_low", "ci_high", "n")
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """One dataset of a suite: its name, task and parquet files."""
+
+    name: str
+    task: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    """What to load (`path`, a Hugging Face folder or hub id), how to label it, where results go."""
+
+    label: str
+    step: str
+    path: str
+    output_dir: Path
+
+
+def suite_sets(cfg: DictConfig) -> list[EvalSet]:
+    """The suite's sets with their files checked; a set without files takes the data option's val split."""
+    from radgrpo.runs.plan import _parquet_files, check_data_files, materialise_data
+
+    sets = []
+    for entry in cfg.suite.sets:
+        task = str(entry.task)
+        if task not in METRICS_BY_TASK:
+            raise ConfigError(f"suite {cfg.suite.name}: set {entry.name!r} has task {task!r}; "
+                              f"known: {', '.join(METRICS_BY_TASK)}")
+        if entry.get("files"):
+            files = _parquet_files(OmegaConf.to_container(entry.files) if not isinstance(entry.files, str)
+                                   else entry.files, f"suite.sets.{entry.name}.files")
+        else:
+            _, files, _ = materialise_data(cfg.data, cfg.model, cfg.paths.cache, check_data_files(cfg.data))
+        sets.append(EvalSet(str(entry.name), task, tuple(files)))
+    return sets
+
+
+def models_under_test(cfg: DictConfig) -> list[ModelUnderTest]:
+    """`checkpoint=null`: the model option's own weights (the base model); a Hugging Face folder; or a
+    training run folder / one of its `checkpoints/global_step_N` folders, exported first."""
+    from radgrpo.runs.plan import resolve_model_path
+
+    checkpoint = cfg.get("checkpoint")
+    suite = str(cfg.suite.name)
+    if not checkpoint:
+        path = resolve_model_path(cfg.model, cfg.paths.cache)
+        out = Path(cfg.paths.output_root) / "eval" / str(cfg.model.name) / suite
+        return [ModelUnderTest(str(cfg.model.name), "base", path, out)]
+    folder = Path(os.path.expanduser(str(checkpoint)))
+    if (folder / "config.json").is_file():
+        return [ModelUnderTest(folder.name, "hf", str(folder), Path(cfg.paths.output_root) / "eval" / folder.name / suite)]
+    from radgrpo.eval.checkpoints import exported_checkpoints
+
+    from radgrpo.runs.folder import RunFolder
+
+    return [ModelUnderTest(run_dir.name, step, str(hf_dir), RunFolder(run_dir).eval / suite / step)
+            for run_dir, step, hf_dir in exported_checkpoints(folder, str(cfg.get("step", "latest")))]
+
+
+def generation_key(cfg: DictConfig) -> str:
+    """Short hash of what changes the generations: a new setting never reuses old samples."""
+    settings = OmegaConf.to_container(cfg.generation, resolve=True)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def generate_set(generator, eval_set: EvalSet, cfg: DictConfig, store: GenerationStore) -> list[dict]:
+    """Rows of the set with their completions, generating only what the store lacks."""
+    from radgrpo.generation import GenerationSettings, load_rows
+
+    rows = load_rows(eval_set.files)
+    gen = cfg.generation
+    repeats = int(gen.repeats)
+    settings = GenerationSettings(k=1, temperature=float(gen.temperature), max_new_tokens=int(gen.max_new_tokens),
+                                  top_p=float(gen.top_p), seed=int(gen.seed))
+    todo = [(i, r) for i in range(len(rows)) for r in range(repeats) if not store.has(i, r)]
+    if todo:
+        from tqdm import tqdm
+
+        for index, repeat in tqdm(todo, desc=f"eval {eval_set.name}", unit="sample", dynamic_ncols=True):
+            per_repeat = GenerationSettings(**{**settings.__dict__, "seed": settings.seed + repeat})
+            (completion,) = generator.generate_row(rows[index], per_repeat)
+            row = rows[index]
+            store.append({
+                "index": index, "repeat": repeat, "data_source": row.get("data_source"),
+                "completion": completion, "ground_truth": (row.get("reward_model") or {}).get("ground_truth"),
+                "extra_info": _plain(row.get("extra_info")),
+            })
+    return store.records()
+
+
+def score_set(samples: list[dict], eval_set: EvalSet, cfg: DictConfig, model: ModelUnderTest) -> list[dict]:
+    """Summary rows (one per metric) for the whole set and, when it mixes several, each data source."""
+    strip = bool(cfg.strip_reasoning)
+    records = [Record(strip_reasoning(s["completion"]) if strip else s["completion"],
+                      decode_ground_truth(s["ground_truth"]), s.get("extra_info") or {}) for s in samples]
+    sources = sorted({str(s.get("data_source")) for s in samples})
+    groups = [(eval_set.name, records)]
+    if len(sources) > 1:
+        groups += [(f"{eval_set.name}/{src}", [r for r, s in zip(records, samples) if str(s.get("data_source")) == src])
+                   for src in sources]
+    metric_fn = METRICS_BY_TASK[eval_set.task]
+    rows = []
+    for dataset, group in groups:
+        values = metric_fn(group)
+        cis = bootstrap_ci(group, metric_fn, int(cfg.bootstrap.resamples), int(cfg.bootstrap.seed))
+        for metric, value in values.items():
+            low, high = cis.get(metric, (None, None))
+            rows.append({"model": model.label, "step": model.step, "suite": str(cfg.suite.name), "dataset": dataset,
+                         "metric": metric, "value": value, "ci_low": low, "ci_high": high, "n": len(group)})
+    return rows
+
+
+def write_summary(rows: list[dict], model: ModelUnderTest, cfg: DictConfig) -> Path:
+    """`eval_summary.json` and `eval_summary.csv`, replaced atomically."""
+    model.output_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"model": model.label, "step": model.step, "model_path": model.path, "suite": str(cfg.suite.name),
+               "strip_reasoning": bool(cfg.strip_reasoning),
+               "generation": OmegaConf.to_container(cfg.generation, resolve=True), "metrics": rows}
+    _atomic_write(model.output_dir / "eval_summary.json", json.dumps(summary, indent=2))
+    tmp = model.output_dir / "eval_summary.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, model.output_dir / "eval_summary.csv")
+    return model.output_dir / "eval_summary.json"
+
+
+def run_eval(cfg: DictConfig) -> list[dict]:
+    """Evaluate every model under test on every set of the suite; returns all summary rows."""
+    from radgrpo.generation import HFGenerator
+    from radgrpo.runs.plan import missing_keys
+
+    missing = missing_keys(cfg)
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: mandatory, no value given; set it on the command line "
+                          f"({missing[0]}=...)")
+    sets = suite_sets(cfg)
+    all_rows = []
+    models = models_under_test(cfg)
+    for model in models:
+        generator = HFGenerator(model.path, device=_device(cfg),
+                                trust_remote_code=bool(cfg.model.get("trust_remote_code", False)))
+        rows = []
+        for eval_set in sets:
+            store = GenerationStore(model.output_dir / "generations" / f"{eval_set.name}.{generation_key(cfg)}.jsonl")
+            samples = generate_set(generator, eval_set, cfg, store)
+            rows += score_set(samples, eval_set, cfg, model)
+        path = write_summary(rows, model, cfg)
+        print(summary_lines(rows, path))
+        all_rows += rows
+    if len({(r["model"], r["step"]) for r in all_rows}) > 1:
+        print(f"radgrpo-eval: best steps {write_best(all_rows, models[0].output_dir.parent)}")
+    return all_rows
+
+
+def write_best(rows: list[dict], folder: Path) -> Path:
+    """`eval_best.json` beside the per-step folders: for each dataset and metric, the step with the
+    highest value (every metric here is higher-is-better) - `step=all`'s answer to "which checkpoint"."""
+    best: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        current = best.setdefault(r["dataset"], {}).get(r["metric"])
+        if current is None or r["value"] > current["value"]:
+            best[r["dataset"]][r["metric"]] = {"step": r["step"], "value": r["value"]}
+    path = folder / "eval_best.json"
+    _atomic_write(path, json.dumps(best, indent=2))
+    return path
+
+
+def summary_lines(rows: list[dict], path: Path) -> str:
+    """One line per (model, step, dataset): its metrics, then where the files are."""
+    lines: dict[tuple, list[str]] = {}
+    for r in rows:
+        lines.setdefault((r["model"], r["step"], r["suite"], r["dataset"]), []).append(f"{r['metric']}={r['value']:.4g}")
+    out = [f"radgrpo-eval: {m} [{s}] {suite}/{d} (n={next(r['n'] for r in rows if r['dataset'] == d)}): {', '.join(v)}"
+           for (m, s, suite, d), v in lines.items()]
+    return "\n".join(out + [f"radgrpo-eval: summary {path}"])
+
+
+def _device(cfg: DictConfig) -> str:
+    from radgrpo.runs.plan import resolve_device
+
+    return resolve_device(str(cfg.cluster.device))
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _plain(value: Any) -> Any:
+    """numpy values from parquet -> JSON-serialisable Python."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
