@@ -14,8 +14,9 @@ module supplies the three pieces verl expects of a rollout backend, registered u
   verl streams the updated weights through `update_weights`; every rank drains the stream (it may
   involve FSDP collectives) and rank 0 of the replica ships the state dict to the server.
 
-Vision special tokens are suppressed during generation: a random tiny model would otherwise emit
-`<|image_pad|>` and break Qwen2.5-VL's rope-index computation on the actor side.
+What differs between model families - the auto class, the image inputs `generate` takes, the special
+tokens never to sample (a random tiny model would otherwise emit image placeholders and break the
+actor's forward) - comes from the run's model family (radgrpo.models.families).
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ from verl.utils.device import get_resource_name
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
+from radgrpo.engine import vision_trace
+from radgrpo.models.families import ENV as FAMILY_ENV
+from radgrpo.models.families import active_family
+
 logger = logging.getLogger(__name__)
 
-ROLLOUT_NAME = "hf"
-VISION_SPECIAL_TOKENS = ("<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|vision_pad|>")
 
 
 def server_actor_name(replica_rank: int) -> str:
@@ -43,12 +46,11 @@ def server_actor_name(replica_rank: int) -> str:
     return f"radgrpo_hf_rollout_{ray.get_runtime_context().get_job_id()}_{replica_rank}"
 
 
-def _load_model(local_path: str, trust_remote_code: bool):
-    """The policy's architecture class, on CPU in float32, in eval mode."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+def _load_model(family, local_path: str, trust_remote_code: bool):
+    """The policy's architecture class (the family's auto class), on CPU in float32, in eval mode."""
+    import transformers
 
-    config = AutoConfig.from_pretrained(local_path, trust_remote_code=trust_remote_code)
-    auto_cls = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
+    auto_cls = getattr(transformers, family.auto_class)
     model = auto_cls.from_pretrained(
         local_path, torch_dtype=torch.float32, attn_implementation="sdpa", trust_remote_code=trust_remote_code
     )
@@ -68,10 +70,13 @@ class HFRolloutServer:
         model_config = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
         self.tokenizer = model_config.tokenizer
         self.processor = model_config.processor
-        self.model = _load_model(model_config.local_path, bool(model_config.trust_remote_code))
+        self.family = active_family()
+        if self.family is None:
+            raise RuntimeError(f"the hf rollout needs the model family: {FAMILY_ENV} is not set")
+        self.model = _load_model(self.family, model_config.local_path, bool(model_config.trust_remote_code))
         self.generation_config = self.model.generation_config
         vocab = self.tokenizer.get_vocab()
-        self.suppress_tokens = [vocab[t] for t in VISION_SPECIAL_TOKENS if t in vocab]
+        self.suppress_tokens = [vocab[t] for t in self.family.suppress_tokens if t in vocab]
         self.global_steps: Optional[int] = None
         self.weight_version = 0
         self.seed = int(getattr(config, "seed", 0) or 0)
@@ -110,11 +115,9 @@ class HFRolloutServer:
         input_ids = torch.tensor([prompt_ids], dtype=torch.long)
         inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
         if images:
-            vision = self.processor.image_processor(images=images, return_tensors="pt")
-            inputs.update({k: v for k, v in vision.items()})
-            image_token_id = getattr(self.processor, "image_token_id", None)
-            if image_token_id is not None:
-                inputs["mm_token_type_ids"] = (input_ids == image_token_id).long()
+            inputs.update(self.family.rollout_inputs(self.processor, input_ids, images))
+            vision_trace.record("rollout", image_sizes=[list(getattr(im, "size", ())) for im in images],
+                                image_tokens=int((input_ids == self.family.image_token_id(self.tokenizer)).sum()))
 
         max_room = self.config.max_model_len - len(prompt_ids) if self.config.max_model_len else None
         max_new = int(sampling.get("max_tokens") or sampling.get("max_new_tokens") or self.config.response_length)

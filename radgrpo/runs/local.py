@@ -50,7 +50,7 @@ def run(cfg: DictConfig, extra_verl_overrides: list[str] | tuple[str, ...] = ())
     _keep_previous_metrics(metrics_path)
     error = None
     try:
-        run_verl(plan.verl_config, {**process_env(plan.device, metrics_path), **tracking_env(cfg.logger, plan.run_dir, _sweep_dir())})
+        run_verl(plan.verl_config, {**process_env(plan.device, plan.family, metrics_path), **tracking_env(cfg.logger, plan.run_dir, _sweep_dir())})
     except BaseException as exc:  # the summary records the failure, then it propagates
         error = f"{type(exc).__name__}: {exc}"
         raise

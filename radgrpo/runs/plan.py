@@ -24,6 +24,7 @@ class ConfigError(ValueError):
 class RunPlan:
     run_dir: Path
     device: str
+    family: str
     model_path: str
     train_files: list[str]
     val_files: list[str]
@@ -62,6 +63,20 @@ def _check_model_path(model: DictConfig) -> str:
     if looks_local and not Path(os.path.expanduser(path)).is_dir():
         raise ConfigError(f"model.path does not exist: {path} (model '{model.name}')")
     return str(path)
+
+
+def check_family(model: DictConfig):
+    """The model's family (radgrpo.models.families); its tiny model, if any, must be one it builds."""
+    from radgrpo.models.families import UnknownFamily, get_family
+
+    try:
+        family = get_family(str(model.get("family")))
+    except UnknownFamily as exc:
+        raise ConfigError(str(exc)) from None
+    if model.get("tiny") and model.tiny not in family.tiny_models:
+        raise ConfigError(f"model.tiny '{model.tiny}' is not a tiny model of family {family.name} "
+                          f"(it builds: {', '.join(family.tiny_models)})")
+    return family
 
 
 def _parquet_files(spec: Any, key: str) -> list[str]:
@@ -135,6 +150,7 @@ def plan_run(cfg: DictConfig, *, materialise: bool = True) -> RunPlan:
     run_dir = Path(cfg.paths.run_dir)
     # cheap checks first, so a mistake is reported before a tiny model or a dataset is built
     checked = check_data_files(cfg.data)
+    family = check_family(cfg.model)
     model_path = _check_model_path(cfg.model)
     entry = reward_entry(cfg.reward)
     device = resolve_device(str(cfg.cluster.device))
@@ -163,4 +179,4 @@ def plan_run(cfg: DictConfig, *, materialise: bool = True) -> RunPlan:
         validate_verl_config(verl_cfg)
     except (ValueError, AssertionError) as exc:
         raise ConfigError(str(exc)) from exc
-    return RunPlan(run_dir, device, model_path, train, val, data_dir, verl_cfg)
+    return RunPlan(run_dir, device, family.name, model_path, train, val, data_dir, verl_cfg)

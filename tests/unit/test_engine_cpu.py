@@ -28,7 +28,7 @@ def test_equal_length_mrope_position_ids_are_rebuilt_ragged_along_length():
     assert torch.equal(picked[0], samples[2]) and torch.equal(picked[1], samples[0])
 
 
-def test_hf_rollout_generates_with_an_image_and_returns_matching_log_probs(tmp_path):
+def test_hf_rollout_generates_with_an_image_and_returns_matching_log_probs(tmp_path, monkeypatch):
     import os
 
     from omegaconf import OmegaConf
@@ -40,6 +40,7 @@ def test_hf_rollout_generates_with_an_image_and_returns_matching_log_probs(tmp_p
     from radgrpo.models.tiny import ensure_tiny_model
 
     register_torchvision_free_processors()
+    monkeypatch.setenv("RADGRPO_MODEL_FAMILY", "qwen2_5_vl")
     path = str(ensure_tiny_model("tiny_qwen2_5_vl", os.path.join(os.environ["RADGRPO_CACHE"], "tiny_models")))
     model_cfg = OmegaConf.create({"path": path, "trust_remote_code": False, "override_config": {}})
     rollout_cfg = OmegaConf.create({"max_model_len": None, "response_length": 24})
