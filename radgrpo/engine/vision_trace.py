@@ -86,4 +86,4 @@ def install(family) -> None:
 
 def read_trace(folder: Path, kind: str | None = None) -> list[dict]:
     events = [json.loads(line) for path in Path(folder).glob("*.jsonl") for line in path.read_text().splitlines()]
-    return [e for e in events if kind is None or e.get("kind", "vision") == kind]
+    return [e for e in events if kind is None or e["kind"] == kind]

@@ -123,7 +123,8 @@ def materialise_data(data: DictConfig, model: DictConfig, cache: str,
     spec = SyntheticGroundingSpec(
         num_train=int(data.num_train), num_val=int(data.num_val), image_size=int(data.image_size),
         no_finding_fraction=float(data.no_finding_fraction), seed=int(data.seed),
-        prompt_style=str(data.prompt_style), min_pixels=model.get("min_pixels"), max_pixels=model.get("max_pixels"),
+        prompt_style=str(data.prompt_style), mixed_aspect_ratios=bool(data.get("mixed_aspect_ratios", False)),
+        min_pixels=model.get("min_pixels"), max_pixels=model.get("max_pixels"),
     )
     folder = generate_synthetic_grounding(spec, Path(cache) / "data")
     return _parquet_files(str(folder / "train"), "data.train_files"), _parquet_files(

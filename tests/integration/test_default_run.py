@@ -39,9 +39,13 @@ def test_embedded_default_trains_through_verl(tmp_path):
     assert any(step["critic/score/max"] > step["critic/score/min"] for step in steps)
 
     # images reached both sides: the hf rollout server and the FSDP training workers ran the vision tower
-    calls = read_trace(trace)
+    calls = read_trace(trace, "vision")
     assert any("HFRolloutServer" in c["process"] and c["patches"] > 0 for c in calls), calls[:5]
     assert any("WorkerDict" in c["process"] and c["patches"] > 0 for c in calls), calls[:5]
+    # ... on prompts holding the image's placeholder tokens (16 for a 112x112 image)
+    assert {r["image_tokens"] for r in read_trace(trace, "rollout")} == {16}
+    forwards = read_trace(trace, "forward")
+    assert any("WorkerDict" in f["process"] and f["image_tokens"] >= 16 for f in forwards), forwards[:5]
 
     for name in ("radgrpo_config.yaml", "verl_config.yaml", "manifest.json", "metrics.jsonl"):
         assert (run_dir / name).exists(), name

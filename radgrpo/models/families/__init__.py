@@ -18,6 +18,8 @@ ENV = "RADGRPO_MODEL_FAMILY"
 
 FAMILIES = {
     "qwen2_5_vl": "radgrpo.models.families.qwen2_5_vl:Qwen2_5_VLFamily",
+    "gemma3": "radgrpo.models.families.gemma3:Gemma3Family",
+    "llava_onevision": "radgrpo.models.families.llava_onevision:LlavaOnevisionFamily",
 }
 
 
