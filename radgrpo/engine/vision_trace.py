@@ -77,7 +77,7 @@ def install(family) -> None:
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         if input_ids is None or not any(k.endswith("pixel_values") and v is not None for k, v in kwargs.items()):
             return None
-        image_id = getattr(self.config, "image_token_id", None) or getattr(self.config, "image_token_index", None)
+        image_id = family.config_image_token_id(self.config)
         return {"kind": "forward", "image_tokens": int((input_ids == image_id).sum())}
 
     model_cls = getattr(transformers, family.model_class)

@@ -20,6 +20,7 @@ FAMILIES = {
     "qwen2_5_vl": "radgrpo.models.families.qwen2_5_vl:Qwen2_5_VLFamily",
     "gemma3": "radgrpo.models.families.gemma3:Gemma3Family",
     "llava_onevision": "radgrpo.models.families.llava_onevision:LlavaOnevisionFamily",
+    "phi4_multimodal": "radgrpo.models.families.phi4_multimodal:Phi4MultimodalFamily",
 }
 
 

@@ -49,6 +49,11 @@ class ModelFamily:
     def image_token_id(self, tokenizer) -> int:
         return int(tokenizer.convert_tokens_to_ids(self.image_token))
 
+    def config_image_token_id(self, config) -> int:
+        """The image placeholder id as the model's config holds it (read by the vision trace)."""
+        value = getattr(config, "image_token_id", None)
+        return int(value if value is not None else config.image_token_index)
+
     # ----- image inputs ------------------------------------------------------------------------
     def image_inputs(self, processor, images: list) -> dict[str, torch.Tensor]:
         """Pixel tensors of `images` for one sample, computed by the image processor alone.
