@@ -66,10 +66,11 @@ def train(cfg: DictConfig) -> dict | None:
         _fail(str(exc))
     from radgrpo.cluster import SlurmRunError, launch
     from radgrpo.runs import local
+    from radgrpo.runs.console import TrainingFailed
 
     try:
         summary = launch(cfg, local.run)  # a local run plans (and fails on config errors) before Ray starts
-    except (ConfigError, SlurmRunError) as exc:
+    except (ConfigError, SlurmRunError, TrainingFailed) as exc:
         _fail(str(exc))
     if summary is not None:
         _print_summary(summary)

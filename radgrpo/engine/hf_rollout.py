@@ -2,7 +2,8 @@
 
 verl 0.9.1 removed its synchronous HF rollout; every rollout is now a server (vLLM, SGLang,
 TensorRT-LLM) that verl's agent loop calls token-in/token-out, and none of them runs on a CPU. This
-module supplies the three pieces verl expects of a rollout backend, registered under the name `hf`:
+module supplies the three pieces verl expects of a rollout backend, registered under the name `hf`
+(by radgrpo.engine.plugin):
 
 - `HFRolloutServer`, a Ray actor holding a copy of the policy: `generate(prompt_ids, sampling_params,
   image_data=...)` returns verl's `TokenOutput` with per-token log-probs of the sampled tokens under
@@ -25,8 +26,10 @@ import asyncio
 import hashlib
 import logging
 import os
+from dataclasses import dataclass
 from typing import Any, Generator, Optional
 
+import numpy as np
 import ray
 import torch
 from verl.utils.device import get_resource_name
@@ -39,6 +42,8 @@ from radgrpo.models.families import active_family
 
 logger = logging.getLogger(__name__)
 
+# verl's agent loop sends `det-<sample index>` request ids under `rollout.full_determinism=true`.
+DETERMINISTIC_REQUEST_PREFIX = "det-"
 
 
 def server_actor_name(replica_rank: int) -> str:
@@ -52,13 +57,85 @@ def _load_model(family, local_path: str, trust_remote_code: bool):
 
     auto_cls = getattr(transformers, family.auto_class)
     model = auto_cls.from_pretrained(
-        local_path, torch_dtype=torch.float32, attn_implementation="sdpa", trust_remote_code=trust_remote_code
+        local_path, dtype=torch.float32, attn_implementation="sdpa", trust_remote_code=trust_remote_code
     )
     return model.eval()
 
 
+@dataclass
+class _Request:
+    prompt_ids: list[int]
+    sampling: dict[str, Any]
+    images: list[Any]
+    seed: int
+    future: Any  # asyncio.Future[TokenOutput], resolved by the batcher
+
+
+def _image_fingerprint(image: Any) -> bytes:
+    """The bytes that identify an image's content (PIL image, array or encoded bytes)."""
+    if hasattr(image, "mode") and hasattr(image, "tobytes"):  # PIL
+        return f"{image.mode}{image.size}".encode() + image.tobytes()
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if isinstance(image, np.ndarray):
+        return f"{image.dtype}{image.shape}".encode() + image.tobytes()
+    if isinstance(image, (bytes, bytearray)):
+        return bytes(image)
+    raise TypeError(f"the hf rollout cannot fingerprint an image of type {type(image).__name__}")
+
+
+class _RowSampler:
+    """A transformers logits processor that samples every row from its own random generator.
+
+    `generate` runs greedy and picks the one token this processor leaves finite, so the batch's
+    composition never changes what a row samples. Per row: suppressed tokens, temperature (<= 0 is
+    greedy), top-k and top-p, as in the request's sampling parameters.
+    """
+
+    def __init__(self, requests: list[_Request], suppress_tokens: list[int]):
+        self.generators = [torch.Generator().manual_seed(r.seed % (2**63)) for r in requests]
+        temperatures = [float(r.sampling.get("temperature", 1.0)) for r in requests]
+        self.greedy = torch.tensor([t <= 0 for t in temperatures])
+        self.scale = [t if t > 0 else 1.0 for t in temperatures]
+        self.top_k = [int(r.sampling.get("top_k", -1) or -1) for r in requests]
+        self.top_p = [float(r.sampling.get("top_p", 1.0) or 1.0) for r in requests]
+        self.suppress_tokens = suppress_tokens
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        logits = scores.to(torch.float32, copy=True)  # generate keeps `scores` as the raw logits
+        if self.suppress_tokens:
+            logits[:, self.suppress_tokens] = float("-inf")
+        greedy_choice = logits.argmax(-1)
+        logits = logits / torch.tensor(self.scale)[:, None]
+        for row, (k, p) in enumerate(zip(self.top_k, self.top_p)):
+            if 0 < k < logits.shape[1]:
+                logits[row, logits[row] < torch.topk(logits[row], k).values[-1]] = float("-inf")
+            if p < 1.0:
+                ordered, order = torch.sort(logits[row], descending=True)
+                probs = torch.softmax(ordered, -1)
+                logits[row, order[(torch.cumsum(probs, -1) - probs) > p]] = float("-inf")
+        cdf = torch.cumsum(torch.softmax(logits, -1), -1)
+        draws = torch.cat([torch.rand(1, generator=g) for g in self.generators]) * cdf[:, -1]
+        choice = torch.searchsorted(cdf, draws[:, None], right=True).squeeze(1).clamp(max=logits.shape[1] - 1)
+        choice = torch.where(self.greedy, greedy_choice, choice)
+        out = torch.full_like(scores, float("-inf"))
+        out[torch.arange(len(choice)), choice] = 0.0
+        return out
+
+
 class HFRolloutServer:
-    """Token-in/token-out generation with a transformers model (one Ray actor per replica)."""
+    """Token-in/token-out generation with a transformers model (one Ray actor per replica).
+
+    Concurrent requests are gathered into batches (`_batch_loop`) and generated together with left
+    padding; `generate` stops each row at its own end-of-sequence. Each request samples from its own
+    random generator, seeded from the request's content (`request_seed`), so what a request gets does
+    not depend on which other requests share its batch or in what order they arrived.
+    """
+
+    # How long the batcher waits for more requests after the last one arrived, and at most in all:
+    # verl's agent loop tokenises and sends a step's requests one after another.
+    GATHER_IDLE_S = 0.03
+    GATHER_MAX_S = 1.0
 
     def __init__(self, config, model_config, replica_rank: int):
         from verl.utils.config import omega_conf_to_dataclass
@@ -75,13 +152,38 @@ class HFRolloutServer:
             raise RuntimeError(f"the hf rollout needs the model family: {FAMILY_ENV} is not set")
         self.model = _load_model(self.family, model_config.local_path, bool(model_config.trust_remote_code))
         self.generation_config = self.model.generation_config
-        vocab = self.tokenizer.get_vocab()
-        self.suppress_tokens = [vocab[t] for t in self.family.suppress_tokens if t in vocab]
+        self.suppress_tokens = self._suppressed_token_ids()
+        eos = self.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        pad = self.generation_config.pad_token_id
+        self.pad_id = pad if pad is not None else getattr(self.tokenizer, "pad_token_id", None)
+        if self.pad_id is None:
+            self.pad_id = min(self.eos_ids)
+        self.max_batch = int(getattr(config, "max_num_seqs", 0) or 256)
         self.global_steps: Optional[int] = None
         self.weight_version = 0
         self.seed = int(getattr(config, "seed", 0) or 0)
-        self._requests_per_prompt: dict[str, int] = {}
-        self._lock = asyncio.Lock()
+        self._occurrences: dict[str, int] = {}
+        self._pending: list[_Request] = []
+        self._batcher: Optional[asyncio.Task] = None
+        self._arrived = asyncio.Event()
+
+    # ----- family-specific inputs (the run's model family decides) ----------------------------
+    def _suppressed_token_ids(self) -> list[int]:
+        """Tokens the rollout never samples: the family's image placeholders, which a random model
+        would otherwise emit and which break the actor's forward."""
+        vocab = self.tokenizer.get_vocab()
+        return [vocab[t] for t in self.family.suppress_tokens if t in vocab]
+
+    def _vision_inputs(self, requests: list["_Request"], input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The model's image inputs for a batch: every row's images in row order, as the family's
+        `generate` takes them; each row's image sizes and placeholder count go to the vision trace."""
+        images = [image for request in requests for image in request.images]
+        image_token_id = self.family.image_token_id(self.tokenizer)
+        for row, request in enumerate(requests):
+            vision_trace.record("rollout", image_sizes=[list(getattr(im, "size", ())) for im in request.images],
+                                image_tokens=int((input_ids[row] == image_token_id).sum()))
+        return self.family.rollout_inputs(self.processor, input_ids, images)
 
     # ----- generation -------------------------------------------------------------------------
     async def generate(
@@ -95,75 +197,123 @@ class HFRolloutServer:
     ) -> TokenOutput:
         if video_data:
             raise NotImplementedError("the hf rollout takes images only; use the vllm rollout for video")
-        async with self._lock:
-            torch.manual_seed(self._request_seed(prompt_ids, image_data))
-            return await asyncio.to_thread(self._generate, list(prompt_ids), dict(sampling_params), image_data)
-
-    def _request_seed(self, prompt_ids: list[int], images: Optional[list[Any]]) -> int:
-        """Seed of one request: the run's seed, the prompt, and how often that prompt came before.
-
-        Requests arrive concurrently and in no fixed order; seeding by content keeps a run
-        reproducible (the k-th sample of a prompt is the same sample in every run), and the n
-        samples of one prompt in a GRPO group still differ.
-        """
-        digest = hashlib.sha256(str((list(prompt_ids), len(images or []))).encode()).hexdigest()
-        occurrence = self._requests_per_prompt.get(digest, 0)
-        self._requests_per_prompt[digest] = occurrence + 1
-        return int.from_bytes(hashlib.sha256(f"{self.seed}:{digest}:{occurrence}".encode()).digest()[:8], "big")
-
-    def _generate(self, prompt_ids: list[int], sampling: dict[str, Any], images: Optional[list[Any]]) -> TokenOutput:
-        input_ids = torch.tensor([prompt_ids], dtype=torch.long)
-        inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
-        if images:
-            inputs.update(self.family.rollout_inputs(self.processor, input_ids, images))
-            vision_trace.record("rollout", image_sizes=[list(getattr(im, "size", ())) for im in images],
-                                image_tokens=int((input_ids == self.family.image_token_id(self.tokenizer)).sum()))
-
-        max_room = self.config.max_model_len - len(prompt_ids) if self.config.max_model_len else None
-        max_new = int(sampling.get("max_tokens") or sampling.get("max_new_tokens") or self.config.response_length)
-        if max_room is not None:
-            max_new = min(max_new, max_room)
-        if max_new < 1:
-            raise ValueError(f"prompt of {len(prompt_ids)} tokens leaves no room to generate")
-
-        temperature = float(sampling.get("temperature", 1.0))
-        top_k = int(sampling.get("top_k", -1) or -1)
-        greedy = temperature <= 0
-        gen_kwargs = dict(
-            max_new_tokens=max_new,
-            do_sample=not greedy,
-            temperature=temperature if not greedy else None,
-            top_p=float(sampling.get("top_p", 1.0)) if not greedy else None,
-            top_k=top_k if (top_k > 0 and not greedy) else None,
-            suppress_tokens=self.suppress_tokens or None,
-            eos_token_id=self.generation_config.eos_token_id,
-            pad_token_id=self.generation_config.pad_token_id,
-            return_dict_in_generate=True,
-            output_logits=True,
+        request = _Request(
+            prompt_ids=list(prompt_ids),
+            sampling=dict(sampling_params),
+            images=list(image_data or []),
+            seed=self.request_seed(prompt_ids, image_data, request_id),
+            future=asyncio.get_running_loop().create_future(),
         )
-        with torch.no_grad():
-            out = self.model.generate(**inputs, **gen_kwargs)
-        new_tokens = out.sequences[0, input_ids.shape[1]:]
-        logits = torch.stack(out.logits, dim=1)[0].float()  # (new, vocab), before any warping
-        if self.suppress_tokens:
-            logits[:, self.suppress_tokens] = float("-inf")
-        scale = temperature if not greedy else 1.0
-        log_probs = torch.log_softmax(logits / scale, dim=-1).gather(-1, new_tokens[:, None]).squeeze(-1)
+        self._pending.append(request)
+        self._arrived.set()
+        if self._batcher is None or self._batcher.done():
+            self._batcher = asyncio.create_task(self._batch_loop())
+        return await request.future
 
-        token_ids = new_tokens.tolist()
-        eos = self.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos])
-        if eos_ids & set(token_ids):  # cut what generate padded after the first eos
-            end = next(i for i, t in enumerate(token_ids) if t in eos_ids) + 1
-            token_ids, log_probs = token_ids[:end], log_probs[:end]
-            stop_reason = "completed"
-        else:
-            stop_reason = "completed" if len(token_ids) < max_new else None
-        want_logprobs = sampling.get("logprobs", True) is not False
+    def request_seed(self, prompt_ids: list[int], images: Optional[list[Any]], request_id: str = "") -> int:
+        """Seed of one request: the run's seed, its content (token ids and image pixels), and how many
+        requests with the same key came before.
+
+        The key is the content plus verl's request id when that id is deterministic (`det-<index in
+        the batch>`, sent under `rollout.full_determinism=true`, which radgrpo's CPU profile sets): the
+        n samples of one prompt in a GRPO group then get different seeds whatever order they arrive
+        in. With random request ids the key is the content alone and identical requests share seeds
+        in arrival order, which only permutes them.
+        """
+        digest = hashlib.sha256(repr(list(prompt_ids)).encode())
+        for image in images or []:
+            digest.update(_image_fingerprint(image))
+        key = digest.hexdigest()
+        if request_id.startswith(DETERMINISTIC_REQUEST_PREFIX):
+            key += ":" + request_id
+        occurrence = self._occurrences.get(key, 0)
+        self._occurrences[key] = occurrence + 1
+        return int.from_bytes(hashlib.sha256(f"{self.seed}:{key}:{occurrence}".encode()).digest()[:8], "big")
+
+    async def _batch_loop(self) -> None:
+        """Gather the requests that arrive close together, generate them as one batch, repeat."""
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            started = loop.time()
+            while len(self._pending) < self.max_batch and loop.time() - started < self.GATHER_MAX_S:
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), self.GATHER_IDLE_S)
+                except asyncio.TimeoutError:
+                    break
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            try:
+                outputs = await asyncio.to_thread(self.generate_batch, batch)
+            except Exception as exc:  # every waiting request sees the failure
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                continue
+            for request, output in zip(batch, outputs):
+                if not request.future.done():
+                    request.future.set_result(output)
+
+    def generate_batch(self, requests: list["_Request"]) -> list[TokenOutput]:
+        """Generate every request in one left-padded `model.generate` call; one TokenOutput each."""
+        limits = [self._max_new_tokens(r) for r in requests]
+        width = max(len(r.prompt_ids) for r in requests)
+        input_ids = torch.full((len(requests), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for row, request in enumerate(requests):
+            input_ids[row, width - len(request.prompt_ids):] = torch.tensor(request.prompt_ids)
+            attention_mask[row, width - len(request.prompt_ids):] = 1
+        inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if any(request.images for request in requests):
+            inputs.update(self._vision_inputs(requests, input_ids))
+
+        sampler = _RowSampler(requests, self.suppress_tokens)
+        with torch.no_grad():
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=max(limits),
+                do_sample=False,  # _RowSampler samples; generate takes the one token it leaves
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                logits_processor=[sampler],
+                eos_token_id=sorted(self.eos_ids),
+                pad_token_id=self.pad_id,
+                return_dict_in_generate=True,
+                output_logits=True,
+            )
+        new_tokens = out.sequences[:, width:]
+        logits = torch.stack(out.logits, dim=1).float()  # (rows, new, vocab), before any processing
+        return [
+            self._token_output(request, new_tokens[row, :limit], logits[row, :limit], sampler.scale[row], limit)
+            for row, (request, limit) in enumerate(zip(requests, limits))
+        ]
+
+    def _max_new_tokens(self, request: "_Request") -> int:
+        sampling = request.sampling
+        max_new = int(sampling.get("max_tokens") or sampling.get("max_new_tokens") or self.config.response_length)
+        if self.config.max_model_len:
+            max_new = min(max_new, self.config.max_model_len - len(request.prompt_ids))
+        if max_new < 1:
+            raise ValueError(f"prompt of {len(request.prompt_ids)} tokens leaves no room to generate")
+        return max_new
+
+    def _token_output(self, request: "_Request", tokens: torch.Tensor, logits: torch.Tensor, scale: float,
+                      limit: int) -> TokenOutput:
+        """One row's tokens up to its first end-of-sequence, with their log-probs under the
+        temperature-scaled distribution (the quantity verl's actor recomputes)."""
+        token_ids = tokens.tolist()
+        end = next((i + 1 for i, t in enumerate(token_ids) if t in self.eos_ids), None)
+        if end is not None:
+            token_ids, logits = token_ids[:end], logits[:end]
+        if self.suppress_tokens:
+            logits = logits.clone()
+            logits[:, self.suppress_tokens] = float("-inf")
+        log_probs = torch.log_softmax(logits / scale, dim=-1).gather(-1, torch.tensor(token_ids)[:, None]).squeeze(-1)
+        want_logprobs = request.sampling.get("logprobs", True) is not False
         return TokenOutput(
             token_ids=token_ids,
             log_probs=log_probs.tolist() if want_logprobs else None,
-            stop_reason=stop_reason,
+            stop_reason="completed" if end is not None or len(token_ids) < limit else None,
             num_preempted=0,
             extra_fields={"global_steps": self.global_steps, "weight_version": self.weight_version},
         )
@@ -199,8 +349,8 @@ class HFRolloutServer:
         return None
 
     async def wait_for_requests_to_drain(self):
-        async with self._lock:
-            return None
+        if self._batcher is not None:
+            await asyncio.shield(self._batcher)
 
     async def abort_all_requests(self, reset_prefix_cache: bool = True, reject_request: bool = False):
         return {"aborted_count": 0, "request_ids": []}

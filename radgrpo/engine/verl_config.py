@@ -37,6 +37,8 @@ FP32_MIXED_PRECISION = {"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_d
 CPU_PROFILE = {
     "trainer.device": "cpu",
     "actor_rollout_ref.rollout.name": "hf",
+    # `det-<sample index>` request ids: the hf rollout seeds each sample from them (reproducible runs)
+    "actor_rollout_ref.rollout.full_determinism": True,
     "actor_rollout_ref.rollout.tensor_model_parallel_size": 1,
     "actor_rollout_ref.rollout.agent.num_workers": 1,
     "actor_rollout_ref.rollout.free_cache_engine": False,
@@ -55,6 +57,8 @@ CPU_PROFILE = {
     "actor_rollout_ref.actor.fsdp_config.optimizer_offload": False,
     "reward.num_workers": 1,
     "transfer_queue.backend.SimpleStorage.num_data_storage_units": 2,
+    # start-up on 2 cores: the dashboard alone is ~11 Python processes (radgrpo.runs.console prints progress)
+    "ray_kwargs.ray_init.include_dashboard": False,
 }
 
 GPU_PROFILE = {
@@ -150,6 +154,7 @@ def computed_keys(rcfg: DictConfig, *, model_path: str, train_files: list[str], 
         "trainer.experiment_name": str(rcfg.run_name),
         "trainer.default_local_dir": str(run_dir / "checkpoints"),
         "trainer.rollout_data_dir": str(run_dir / "rollouts"),
+        "trainer.validation_data_dir": str(run_dir / "validation"),
         "trainer.logger": list(rcfg.logger.backends) + ["file"],
         "trainer.nnodes": int(cluster.nnodes),
         "trainer.n_gpus_per_node": int(cluster.gpus_per_node),

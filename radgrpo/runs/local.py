@@ -8,6 +8,7 @@ The run folder (Hydra's output dir) ends up holding
   checkpoints/         verl checkpoints (resume_mode=auto picks them up on a rerun)
   rollouts/            verl's per-step generations with every reward component
   summary.json         steps done, final metrics, wall time, where checkpoints are
+  train.log            everything verl and Ray printed (radgrpo.runs.console)
 This is also what a SLURM job runs on its node (radgrpo.cluster calls `run`).
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from radgrpo.runs.console import RunConsole, TrainingFailed, failure_message
 from radgrpo.runs.plan import plan_run
 from radgrpo.runs.summary import write_summary
 
@@ -41,21 +43,25 @@ def run(cfg: DictConfig, extra_verl_overrides: list[str] | tuple[str, ...] = ())
     from radgrpo.tracking import tracking_env
 
     started = time.time()
-    plan = plan_run(cfg)
-    apply(plan.verl_config, flatten(_parse_overrides(extra_verl_overrides)))
-    write_run_configs(cfg, plan.verl_config, plan.run_dir)
-    if plan.data_dir is not None and (plan.data_dir / "manifest.json").exists():
-        shutil.copy(plan.data_dir / "manifest.json", plan.run_dir / "manifest.json")
-    metrics_path = plan.run_dir / "metrics.jsonl"
-    _keep_previous_metrics(metrics_path)
-    error = None
-    try:
-        run_verl(plan.verl_config, {**process_env(plan.device, plan.family, metrics_path), **tracking_env(cfg.logger, plan.run_dir, _sweep_dir())})
-    except BaseException as exc:  # the summary records the failure, then it propagates
-        error = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        summary = write_summary(plan, started=started, error=error)
+    with RunConsole(Path(cfg.paths.run_dir), verbose=bool(cfg.get("verbose", False))) as console:
+        plan = plan_run(cfg)
+        apply(plan.verl_config, flatten(_parse_overrides(extra_verl_overrides)))
+        write_run_configs(cfg, plan.verl_config, plan.run_dir)
+        if plan.data_dir is not None and (plan.data_dir / "manifest.json").exists():
+            shutil.copy(plan.data_dir / "manifest.json", plan.run_dir / "manifest.json")
+        metrics_path = plan.run_dir / "metrics.jsonl"
+        _keep_previous_metrics(metrics_path)
+        console.start(cfg, plan)
+        error = None
+        try:
+            run_verl(plan.verl_config, {**process_env(plan.device, plan.family, metrics_path), **tracking_env(cfg.logger, plan.run_dir, _sweep_dir())})
+        except BaseException as exc:  # the summary records the failure; the console gets one line
+            error = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, Exception):
+                raise TrainingFailed(failure_message(exc, console.log_path)) from exc
+            raise
+        finally:
+            summary = write_summary(plan, started=started, error=error)
     return summary
 
 

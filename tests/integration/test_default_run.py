@@ -16,14 +16,18 @@ from radgrpo.runs.local import load_metrics
 from ..conftest import REPO
 
 
+def _train(outputs, **env_extra):
+    env = {**os.environ, "RADGRPO_OUTPUTS": str(outputs), **env_extra}
+    return subprocess.run([sys.executable, "-m", "radgrpo.cli.train"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=1200)
+
+
 @pytest.mark.integration
-def test_embedded_default_trains_through_verl(tmp_path):
+def test_embedded_default_trains_through_verl_reproducibly(tmp_path):
     trace = tmp_path / "vision_trace"
-    env = {**os.environ, "RADGRPO_OUTPUTS": str(tmp_path), "RADGRPO_TRACE_VISION": str(trace)}
-    result = subprocess.run([sys.executable, "-m", "radgrpo.cli.train"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=1200)
+    result = _train(tmp_path / "a", RADGRPO_TRACE_VISION=str(trace))
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
-    (summary_path,) = tmp_path.rglob("summary.json")
+    (summary_path,) = (tmp_path / "a").rglob("summary.json")
     summary = json.loads(summary_path.read_text())
     run_dir = summary_path.parent
     assert summary["status"] == "completed" and summary["steps_completed"] >= 2
@@ -50,3 +54,18 @@ def test_embedded_default_trains_through_verl(tmp_path):
     for name in ("radgrpo_config.yaml", "verl_config.yaml", "manifest.json", "metrics.jsonl"):
         assert (run_dir / name).exists(), name
     assert (run_dir / "rollouts").is_dir()
+
+    # the console: a header, one line per step, the summary; verl's and Ray's stream is in train.log
+    console = (result.stdout + result.stderr).splitlines()
+    assert len(console) <= 40, console
+    assert any(line.startswith("radgrpo: run folder") for line in console)
+    assert sum(line.startswith("radgrpo: step ") for line in console) == len(steps), console
+    assert "TaskRunner" in (run_dir / "train.log").read_text()
+
+    # the same seed trains the same: per-step rewards and gradient norms agree
+    again = _train(tmp_path / "b")
+    assert again.returncode == 0, (again.stdout[-3000:], again.stderr[-5000:])
+    (other_dir,) = [p.parent for p in (tmp_path / "b").rglob("summary.json")]
+    other = [s["data"] for s in load_metrics(other_dir) if "actor/pg_loss" in s["data"]]
+    for key in ("critic/score/mean", "actor/grad_norm", "response_length/mean"):
+        assert [s[key] for s in other] == pytest.approx([s[key] for s in steps], abs=1e-6), key

@@ -63,7 +63,8 @@ class ModelFamily:
         return dict(processor.image_processor(images=images, return_tensors="pt"))
 
     def rollout_inputs(self, processor, input_ids: torch.Tensor, images: list) -> dict[str, torch.Tensor]:
-        """Everything `generate` needs besides input_ids/attention_mask for a prompt with `images`."""
+        """Everything `generate` needs besides input_ids/attention_mask, for a batch of left-padded
+        prompts (`input_ids`, rows x length) and all their images in row order."""
         return self.image_inputs(processor, images)
 
     def actor_inputs(self, processor, input_ids: torch.Tensor, images: list) -> dict[str, torch.Tensor] | None:
