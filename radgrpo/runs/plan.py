@@ -155,6 +155,9 @@ def plan_run(cfg: DictConfig, *, materialise: bool = True) -> RunPlan:
     model_path = _check_model_path(cfg.model)
     entry = reward_entry(cfg.reward)
     device = resolve_device(str(cfg.cluster.device))
+    if device == "cuda" and not family.vllm_serves:
+        raise ConfigError(f"model family {family.name} cannot train on GPUs yet: vLLM serves only its remote-code "
+                          "layout and radgrpo's hf rollout runs on CPU (README, Model families)")
     try:
         from radgrpo.tracking import tracking_env
 

@@ -39,6 +39,8 @@ class ModelFamily:
     #: multimodal input keys whose per-image patch/crop dimension (dim 1) varies with the aspect
     #: ratio, and the value to pad them with when samples of different shapes share a micro-batch
     padded_keys: ClassVar[dict[str, float]] = {}
+    #: whether verl's vLLM rollout serves this family's layout (False: a GPU run stops at planning)
+    vllm_serves: ClassVar[bool] = True
     #: tiny-model names this family builds (see radgrpo.models.tiny)
     tiny_models: ClassVar[tuple[str, ...]] = ()
 

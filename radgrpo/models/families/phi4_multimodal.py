@@ -166,6 +166,7 @@ class Phi4MultimodalFamily(ModelFamily):
     vision_tower = ("transformers.models.phi4_multimodal.modeling_phi4_multimodal", "Phi4MultimodalVisionModel")
     padded_keys = {"image_pixel_values": 0.0, "image_attention_mask": 1.0}
     tiny_models = ("tiny_phi4_multimodal",)
+    vllm_serves = False
 
     def image_inputs(self, processor, images):
         inputs = dict(processor.image_processor(images=images, return_tensors="pt"))
