@@ -5,7 +5,8 @@ as text and train on nonsense. So "images reached the rollout and the actor" has
 inferred. With `RADGRPO_TRACE_VISION=<folder>` set (radgrpo forwards it to every Ray process), these
 events are appended as JSON lines to `<folder>/<pid>.jsonl`, each with the Ray process title:
 - `vision`: a forward of the active family's vision tower (`patches`: size of its first input's dim 0);
-- `forward`: a forward of the full model given pixels (`image_tokens`: placeholders in `input_ids`);
+- `forward`: a forward of the full model given pixels (`image_tokens`: placeholders in `input_ids`,
+  `rows`: per row - rows of two aspect ratios show two counts for families whose count depends on it);
 - `merge`: a micro-batch's multimodal inputs merged for the actor (`shapes`: per-sample shapes and
   image sizes, see radgrpo.engine.family_hooks).
 The integration tests read them. Unset, nothing is wrapped or written.
@@ -77,8 +78,8 @@ def install(family) -> None:
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         if input_ids is None or not any(k.endswith("pixel_values") and v is not None for k, v in kwargs.items()):
             return None
-        image_id = family.config_image_token_id(self.config)
-        return {"kind": "forward", "image_tokens": int((input_ids == image_id).sum())}
+        per_row = (input_ids == family.config_image_token_id(self.config)).sum(dim=-1).reshape(-1).tolist()
+        return {"kind": "forward", "image_tokens": int(sum(per_row)), "rows": per_row}
 
     model_cls = getattr(transformers, family.model_class)
     _wrap(model_cls, forward_event)

@@ -77,6 +77,7 @@ def format_grounding_answer(boxes: list[list[float]]) -> str:
 
 
 def train_tokenizer(special_tokens: list[str], vocab_size: int = 1024):
+    """A byte-level BPE (GPT-2 / Qwen style) trained on the corpus, with `special_tokens` first."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -90,6 +91,23 @@ def train_tokenizer(special_tokens: list[str], vocab_size: int = 1024):
     )
     tokenizer.train_from_iterator(_CORPUS * 20 + _box_corpus(), trainer=trainer)
     return tokenizer
+
+
+def train_sentencepiece_bpe(special_tokens: list[str], vocab_size: int = 1024) -> tuple[dict[str, int], list]:
+    """Vocab and merges of a SentencePiece-style BPE (Gemma / Llama style: spaces as '▁', byte
+    fallback to <0xNN> tokens), for tokenizer classes that build their own pipeline from them."""
+    import json
+
+    from tokenizers import Tokenizer, models, normalizers, trainers
+
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+    tokenizer = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    tokenizer.normalizer = normalizers.Replace(" ", "▁")
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size + len(byte_tokens), special_tokens=special_tokens + byte_tokens,
+                                  show_progress=False)
+    tokenizer.train_from_iterator(_CORPUS * 20 + _box_corpus(), trainer=trainer)
+    model = json.loads(tokenizer.to_str())["model"]
+    return model["vocab"], [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
 
 
 def warm_start_grounding(family, model, processor, steps: int = WARM_START_STEPS, seed: int = 0) -> None:

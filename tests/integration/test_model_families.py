@@ -31,10 +31,10 @@ TINY_RUN = [
 ]
 
 
-def run_family(model: str, tmp_path):
+def run_family(model: str, tmp_path, extra: list[str]):
     trace = tmp_path / "trace"
     env = {**os.environ, "RADGRPO_OUTPUTS": str(tmp_path / "outputs"), "RADGRPO_TRACE_VISION": str(trace)}
-    result = subprocess.run([sys.executable, "-m", "radgrpo.cli.train", f"model={model}", *TINY_RUN],
+    result = subprocess.run([sys.executable, "-m", "radgrpo.cli.train", f"model={model}", *TINY_RUN, *extra],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-6000:])
     (summary_path,) = (tmp_path / "outputs").rglob("summary.json")
@@ -53,17 +53,21 @@ def check_training(run_dir, summary):
     return steps
 
 
-def check_images(trace, expected_tokens: set[int], varying_key: str | None):
-    """Image tokens counted in the rollout prompts and the actor's forwards; both aspect ratios met."""
+def check_images(trace, tokens_by_ratio: set[int], varying_key: str | None):
+    """Image tokens counted in the rollout prompts and in the actor's forwards; both aspect ratios in
+    one actor micro-batch (seen as two per-row token counts, and as two tensor shapes under
+    `varying_key` in the merged inputs, where the family's token count / shapes depend on the ratio)."""
     rollouts = read_trace(trace, "rollout")
-    assert {tuple(r["image_sizes"][0]) for r in rollouts} >= {(112, 112), (112, 56)}, rollouts[:4]
-    assert {r["image_tokens"] for r in rollouts} <= expected_tokens and all(r["image_tokens"] for r in rollouts)
+    assert {tuple(r["image_sizes"][0]) for r in rollouts} == {(112, 112), (112, 56)}, rollouts[:4]
+    assert {r["image_tokens"] for r in rollouts} == tokens_by_ratio
     actor = [f for f in read_trace(trace, "forward") if "WorkerDict" in f["process"]]
-    assert actor and all(f["image_tokens"] > 0 for f in actor), actor[:4]
-    assert any("WorkerDict" in v["process"] for v in read_trace(trace, "vision"))
+    assert actor and all(min(f["rows"]) in tokens_by_ratio for f in actor), actor[:4]
+    assert any("WorkerDict" in v["process"] and v["patches"] > 0 for v in read_trace(trace, "vision"))
+    if len(tokens_by_ratio) > 1:
+        assert any(set(f["rows"]) == tokens_by_ratio for f in actor), actor[:4]
     merges = [m for m in read_trace(trace, "merge") if len(m["samples"]) > 1]
     assert merges
-    if varying_key:  # a micro-batch held samples whose image tensors differ in shape
+    if varying_key:
         assert any(len({json.dumps(s[varying_key]) for s in m["samples"]}) > 1 for m in merges), merges[:2]
     return rollouts, actor
 
@@ -81,11 +85,16 @@ def check_checkpoint_processor(run_dir, processor_class: str):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("model, processor_class, image_tokens, varying_key", [
-    ("tiny_medgemma", "Gemma3Processor", {4}, None),
+@pytest.mark.parametrize("model, processor_class, image_tokens, varying_key, extra", [
+    # Gemma3 resizes every image to one square: 4 tokens and equal shapes whatever the aspect ratio
+    ("tiny_medgemma", "Gemma3Processor", {4}, None, []),
+    # anyres: 5 patches / 88 tokens (square) vs 3 patches / 52 tokens (2:1), padded to merge
+    ("tiny_llava_onevision", "LlavaOnevisionProcessor", {88, 52}, "pixel_values", []),
+    # one global view + one 448 px crop each; padding rows of the wide image are masked: 545 vs 409
+    ("tiny_phi4_multimodal", "Phi4MultimodalProcessor", {545, 409}, None, ["data.verl.data.max_prompt_length=640"]),
 ])
-def test_family_trains_through_verl(model, processor_class, image_tokens, varying_key, tmp_path):
-    run_dir, summary, trace = run_family(model, tmp_path)
+def test_family_trains_through_verl(model, processor_class, image_tokens, varying_key, extra, tmp_path):
+    run_dir, summary, trace = run_family(model, tmp_path, extra)
     check_training(run_dir, summary)
     check_images(trace, image_tokens, varying_key)
     check_checkpoint_processor(run_dir, processor_class)

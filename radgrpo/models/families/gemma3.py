@@ -86,14 +86,16 @@ class Gemma3Family(ModelFamily):
         from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor, GemmaTokenizer, GenerationConfig
         from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
-        from radgrpo.models.tiny import train_tokenizer, warm_start_grounding
+        from radgrpo.models.tiny import train_sentencepiece_bpe, warm_start_grounding
 
         torch.manual_seed(0)
+        vocab, merges = train_sentencepiece_bpe(SPECIAL_TOKENS)
         tokenizer = GemmaTokenizer(
-            tokenizer_object=train_tokenizer(SPECIAL_TOKENS), bos_token="<bos>", eos_token="<eos>",
+            vocab=vocab, merges=merges, bos_token="<bos>", eos_token="<eos>",
             pad_token="<pad>", unk_token="<unk>",
             extra_special_tokens={"boi_token": BOI, "eoi_token": EOI, "image_token": IMAGE},
         )
+        tokenizer.add_tokens(SPECIAL_TOKENS, special_tokens=True)  # the class rebuilds its pipeline: re-register
         tokenizer.chat_template = CHAT_TEMPLATE
         ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
         config = Gemma3Config(
