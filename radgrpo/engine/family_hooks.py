@@ -111,7 +111,7 @@ def _patch_agent_loop(family, module) -> None:
     @functools.wraps(stock)
     def compute_multi_modal_inputs(self, output, input_ids):
         images = (output.multi_modal_data or {}).get("images")
-        inputs = family.actor_inputs(self.processor, input_ids, images) if self.processor and images else None
+        inputs = family.actor_inputs(self.processor, input_ids, images) if self.processor is not None and images else None
         return stock(self, output, input_ids) if inputs is None else inputs
 
     worker._compute_multi_modal_inputs = compute_multi_modal_inputs

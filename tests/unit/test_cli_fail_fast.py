@@ -27,6 +27,7 @@ def run_cli(*args, env_outputs):
     # checked against verl's composed config, so these take verl's import time (seconds, not minutes)
     (["verl.trainer.total_training_step=3"], "did you mean trainer.total_training_steps", 60),
     (["model=qwen2_5_vl_7b", "model.path=/nowhere/model"], "model.path does not exist: /nowhere/model", 60),
+    (["model.family=nope"], "model.family 'nope' is unknown; known: gemma3, llava_onevision", 60),
 ])
 def test_user_errors_fail_fast_with_one_line(args, expected, max_seconds, tmp_path):
     result, seconds = run_cli(*args, env_outputs=tmp_path)
