@@ -92,11 +92,15 @@ class _RowSampler:
     greedy), top-k and top-p, as in the request's sampling parameters.
     """
 
-    def __init__(self, requests: list[_Request], suppress_tokens: list[int]):
-        self.generators = [torch.Generator().manual_seed(r.seed % (2**63)) for r in requests]
+    def __init__(self, requests: list[_Request], suppress_tokens: list[int], prompt_width: int, max_new: int):
+        # every uniform draw a row can need, drawn up front from the row's own generator
+        self.draws = torch.stack([torch.rand(max_new, generator=torch.Generator().manual_seed(r.seed % (2**63)))
+                                  for r in requests])
+        self.prompt_width = prompt_width
         temperatures = [float(r.sampling.get("temperature", 1.0)) for r in requests]
         self.greedy = torch.tensor([t <= 0 for t in temperatures])
         self.scale = [t if t > 0 else 1.0 for t in temperatures]
+        self._scale = torch.tensor(self.scale)[:, None]
         self.top_k = [int(r.sampling.get("top_k", -1) or -1) for r in requests]
         self.top_p = [float(r.sampling.get("top_p", 1.0) or 1.0) for r in requests]
         self.suppress_tokens = suppress_tokens
@@ -106,7 +110,7 @@ class _RowSampler:
         if self.suppress_tokens:
             logits[:, self.suppress_tokens] = float("-inf")
         greedy_choice = logits.argmax(-1)
-        logits = logits / torch.tensor(self.scale)[:, None]
+        logits = logits / self._scale
         for row, (k, p) in enumerate(zip(self.top_k, self.top_p)):
             if 0 < k < logits.shape[1]:
                 logits[row, logits[row] < torch.topk(logits[row], k).values[-1]] = float("-inf")
@@ -115,7 +119,7 @@ class _RowSampler:
                 probs = torch.softmax(ordered, -1)
                 logits[row, order[(torch.cumsum(probs, -1) - probs) > p]] = float("-inf")
         cdf = torch.cumsum(torch.softmax(logits, -1), -1)
-        draws = torch.cat([torch.rand(1, generator=g) for g in self.generators]) * cdf[:, -1]
+        draws = self.draws[:, input_ids.shape[1] - self.prompt_width] * cdf[:, -1]
         choice = torch.searchsorted(cdf, draws[:, None], right=True).squeeze(1).clamp(max=logits.shape[1] - 1)
         choice = torch.where(self.greedy, greedy_choice, choice)
         out = torch.full_like(scores, float("-inf"))
@@ -266,7 +270,7 @@ class HFRolloutServer:
         if any(request.images for request in requests):
             inputs.update(self._vision_inputs(requests, input_ids))
 
-        sampler = _RowSampler(requests, self.suppress_tokens)
+        sampler = _RowSampler(requests, self.suppress_tokens, width, max(limits))
         with torch.no_grad():
             out = self.model.generate(
                 **inputs,

@@ -72,13 +72,14 @@ def step_line(step: int, total: Optional[int], metrics: dict[str, Any]) -> Optio
 
 def header_lines(cfg, plan) -> list[str]:
     """Run folder, device, model, data, reward, and where verl's own output went."""
-    reward_terms = ", ".join(f"{t.name}x{t.weight:g}" for t in cfg.reward.get("terms", [])) or cfg.reward.name
+    reward_terms = " + ".join(t.name if t.weight == 1 else f"{t.weight:g} {t.name}" for t in cfg.reward.get("terms", []))
     train = plan.train_files[0] if len(plan.train_files) == 1 else f"{len(plan.train_files)} files"
     return [
         f"radgrpo: run folder {plan.run_dir}",
         f"radgrpo: device {plan.device} | model {cfg.model.name} ({plan.model_path})",
-        f"radgrpo: data {cfg.data.name} ({train}) | reward {cfg.reward.name} ({reward_terms})"
-        f" | {cfg.algorithm.name}, {cfg.algorithm.total_training_steps} steps",
+        f"radgrpo: data {cfg.data.name} ({train})",
+        f"radgrpo: reward {cfg.reward.name} ({reward_terms or 'no terms'}) | {cfg.algorithm.name},"
+        f" {cfg.algorithm.total_training_steps} steps",
     ]
 
 

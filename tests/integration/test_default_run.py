@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,15 +19,17 @@ from ..conftest import REPO
 
 def _train(outputs, **env_extra):
     env = {**os.environ, "RADGRPO_OUTPUTS": str(outputs), **env_extra}
-    return subprocess.run([sys.executable, "-m", "radgrpo.cli.train"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=1200)
+    result = subprocess.run([sys.executable, "-m", "radgrpo.cli.train"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=1200)
+    logs = list(Path(outputs).rglob("train.log"))
+    assert result.returncode == 0, "\n".join([result.stdout, result.stderr[-3000:], *(p.read_text()[-5000:] for p in logs)])
+    return result
 
 
 @pytest.mark.integration
 def test_embedded_default_trains_through_verl_reproducibly(tmp_path):
     trace = tmp_path / "vision_trace"
     result = _train(tmp_path / "a", RADGRPO_TRACE_VISION=str(trace))
-    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
     (summary_path,) = (tmp_path / "a").rglob("summary.json")
     summary = json.loads(summary_path.read_text())
     run_dir = summary_path.parent
@@ -63,8 +66,7 @@ def test_embedded_default_trains_through_verl_reproducibly(tmp_path):
     assert "TaskRunner" in (run_dir / "train.log").read_text()
 
     # the same seed trains the same: per-step rewards and gradient norms agree
-    again = _train(tmp_path / "b")
-    assert again.returncode == 0, (again.stdout[-3000:], again.stderr[-5000:])
+    _train(tmp_path / "b")
     (other_dir,) = [p.parent for p in (tmp_path / "b").rglob("summary.json")]
     other = [s["data"] for s in load_metrics(other_dir) if "actor/pg_loss" in s["data"]]
     for key in ("critic/score/mean", "actor/grad_norm", "response_length/mean"):
