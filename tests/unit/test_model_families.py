@@ -84,3 +84,24 @@ def test_merge_pads_per_image_patch_counts_to_the_micro_batch_largest():
 
     same = [{"pixel_values": torch.rand(1, 3, 3, 4, 4)}, {"pixel_values": torch.rand(1, 3, 3, 4, 4)}]
     assert _merge_for(get_family("llava_onevision"), stock)(same)["pixel_values"].shape == (2, 3, 3, 4, 4)
+
+
+def test_phi4_torchvision_free_processor_feeds_the_model_for_two_aspect_ratios(tmp_path):
+    """The torchvision-free image processor's token counts match what the model's image embedding
+    consumes, for a square and a 2:1 image in one padded batch, and it reloads as itself."""
+    from PIL import Image
+
+    from radgrpo.models.families.phi4_multimodal import Phi4MultimodalImageProcessorPil, Phi4MultimodalProcessor
+
+    family = get_family("phi4_multimodal")
+    model, processor = family.tiny_parts()
+    prompt = "<|user|><|image|>Where?<|end|><|assistant|>"
+    batch = processor(text=[prompt, prompt], images=[Image.new("RGB", (112, 112), 90), Image.new("RGB", (112, 56), 90)],
+                      return_tensors="pt", padding=True)
+    assert (batch["input_ids"] == processor.image_token_id).sum(-1).tolist() == [545, 409]
+    assert batch["image_pixel_values"].shape[:2] == (2, 2)
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch).logits).all()
+    processor.save_pretrained(tmp_path)
+    reloaded = Phi4MultimodalProcessor.from_pretrained(tmp_path)
+    assert type(reloaded.image_processor) is Phi4MultimodalImageProcessorPil and reloaded.chat_template

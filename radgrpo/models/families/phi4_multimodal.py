@@ -180,12 +180,21 @@ class Phi4MultimodalFamily(ModelFamily):
         return int(config.vision_config.image_token_id)
 
     def build_tiny(self, name: str, out: Path) -> None:
+        from radgrpo.models.tiny import warm_start_grounding
+
+        model, processor = self.tiny_parts()
+        warm_start_grounding(self, model, processor)
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+
+    def tiny_parts(self):
+        """The tiny model (random weights) and its processor, before the warm start."""
         from transformers import GenerationConfig, GPT2TokenizerFast, Phi4MultimodalConfig, Phi4MultimodalForCausalLM
         from transformers.models.phi4_multimodal.feature_extraction_phi4_multimodal import (
             Phi4MultimodalFeatureExtractor,
         )
 
-        from radgrpo.models.tiny import train_tokenizer, warm_start_grounding
+        from radgrpo.models.tiny import train_tokenizer
 
         torch.manual_seed(0)
         tokenizer = GPT2TokenizerFast(tokenizer_object=train_tokenizer(SPECIAL_TOKENS), bos_token="<|endoftext|>",
@@ -210,6 +219,4 @@ class Phi4MultimodalFamily(ModelFamily):
         processor = Phi4MultimodalProcessor(image_processor=Phi4MultimodalImageProcessorPil(),
                                             audio_processor=Phi4MultimodalFeatureExtractor(), tokenizer=tokenizer,
                                             chat_template=CHAT_TEMPLATE)
-        warm_start_grounding(self, model, processor)
-        model.save_pretrained(out)
-        processor.save_pretrained(out)
+        return model, processor
