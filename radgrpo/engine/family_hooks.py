@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import importlib.abc
-import importlib.machinery
 import sys
 
 import torch
@@ -111,7 +110,9 @@ def _patch_agent_loop(family, module) -> None:
     @functools.wraps(stock)
     def compute_multi_modal_inputs(self, output, input_ids):
         images = (output.multi_modal_data or {}).get("images")
-        inputs = family.actor_inputs(self.processor, input_ids, images) if self.processor is not None and images else None
+        inputs = None
+        if self.processor is not None and images:
+            inputs = family.actor_inputs(self.processor, input_ids, images)
         return stock(self, output, input_ids) if inputs is None else inputs
 
     worker._compute_multi_modal_inputs = compute_multi_modal_inputs

@@ -1,8 +1,8 @@
 """Multimodal processors that work without torchvision.
 
 transformers 5.x builds Qwen2.5-VL's (and LLaVA-OneVision's) processor with a video processor, and
-every video processor needs torchvision, whose wheels here link CUDA and fail to import. Constructing the stock processor
-then fails and `AutoProcessor.from_pretrained` silently falls back to the bare tokenizer - verl would
+every video processor needs torchvision, whose wheels here link CUDA and fail to import.
+Constructing the stock processor then fails and `AutoProcessor.from_pretrained` silently falls back to the bare tokenizer - verl would
 train a "text-only" model and drop every image. Each family module (radgrpo.models.families) that
 needs it defines a subclass without the video processor; its `__init__` lists every parameter
 explicitly, because `ProcessorMixin` reads the signature to decide what to save and load.

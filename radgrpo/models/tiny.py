@@ -2,9 +2,9 @@
 
 Nothing can be downloaded from the Hugging Face hub here, yet the embedded default and the tests must
 exercise the exact code paths of the real models (vision tower, processor, chat template, rope). So
-`ensure_tiny_model` has the model's family (radgrpo.models.families) build a
-few-hundred-thousand-parameter model of the SAME classes with random weights and a byte-level BPE tokenizer trained locally, saves it like any hub
-checkpoint and caches it. Recipes follow ../shared/notes/tiny-models.md.
+`ensure_tiny_model` has the model's family (radgrpo.models.families) build a few-hundred-thousand-
+parameter model of the SAME classes with random weights and a BPE tokenizer trained locally, save it
+like any hub checkpoint, and cache it. Recipes follow ../shared/notes/tiny-models.md.
 
 The cache folder is `$RADGRPO_CACHE/tiny_models/<name>` (default `~/.cache/radgrpo`); building is
 deterministic (fixed seeds), takes a few seconds, and is written atomically so that concurrent

@@ -83,7 +83,8 @@ class Gemma3Family(ModelFamily):
             cls.forward = _with_token_type_ids(cls.forward)
 
     def build_tiny(self, name: str, out: Path) -> None:
-        from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor, GemmaTokenizer, GenerationConfig
+        from transformers import (Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor, GemmaTokenizer,
+                                  GenerationConfig)
         from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
         from radgrpo.models.tiny import train_sentencepiece_bpe, warm_start_grounding

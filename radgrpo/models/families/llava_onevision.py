@@ -66,7 +66,8 @@ class LlavaOnevisionFamily(ModelFamily):
     tiny_models = ("tiny_llava_onevision",)
 
     def build_tiny(self, name: str, out: Path) -> None:
-        from transformers import GenerationConfig, LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, Qwen2TokenizerFast
+        from transformers import (GenerationConfig, LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
+                                  Qwen2TokenizerFast)
         from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
             LlavaOnevisionImageProcessorPil,
         )

@@ -74,7 +74,8 @@ class Qwen2_5_VLFamily(ModelFamily):  # noqa: N801
         return inputs
 
     def build_tiny(self, name: str, out: Path) -> None:
-        from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2TokenizerFast
+        from transformers import (GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                                  Qwen2TokenizerFast)
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
         from radgrpo.models.tiny import train_tokenizer, warm_start_grounding
