@@ -43,6 +43,11 @@ def active_family() -> ModelFamily | None:
     return get_family(name) if name else None
 
 
+def family_of_model_type(model_type: str) -> ModelFamily | None:
+    """The registered family whose checkpoints have `model_type`, if any."""
+    return next((get_family(n) for n in FAMILIES if get_family(n).model_type == model_type), None)
+
+
 def family_of_tiny(tiny_name: str) -> ModelFamily:
     """The family that builds tiny model `tiny_name`."""
     for name in FAMILIES:
