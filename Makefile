@@ -1,5 +1,6 @@
 # The two set-up commands of the README: `make run` (the embedded default: a real GRPO run on CPU)
-# and `make test` (the whole test suite). Both create .venv on first use, on the CPU install path
+# and `make test` (the whole test suite, what CI runs); `make test-fast` is the edit-test loop (unit
+# tests only: no verl runs, no SLURM, a few minutes). Both create .venv on first use, on the CPU install path
 # (torch pinned to 2.13.0 by constraints-cpu.txt, never torchvision).
 VENV ?= .venv
 ARGS ?=
@@ -7,7 +8,7 @@ export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test
+.PHONY: install run test test-fast
 
 install: $(VENV)/.installed
 
@@ -22,3 +23,6 @@ run: install
 
 test: install
 	$(VENV)/bin/python -m pytest $(ARGS)
+
+test-fast: install
+	$(VENV)/bin/python -m pytest tests/unit $(ARGS)

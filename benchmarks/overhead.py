@@ -50,8 +50,8 @@ def hydra_value(value) -> str:
 def raw_command(run_dir: Path) -> tuple[list[str], dict[str, str]]:
     """The `python -m verl.trainer.main_ppo` command equivalent to radgrpo's default run."""
     from radgrpo.engine.runner import attach_env, process_env
-    from radgrpo.engine.verl_config import compose_verl_base, flatten
-    from radgrpo.runs.plan import plan_run
+    from radgrpo.engine.verl_config import flatten, verl_base
+    from radgrpo.runs.plan import materialise, plan_run
 
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", return_hydra_config=True)
@@ -60,18 +60,17 @@ def raw_command(run_dir: Path) -> tuple[list[str], dict[str, str]]:
         cfg.paths.output_root = str(run_dir.parent)
         cfg.paths.cache = os.environ.get("RADGRPO_CACHE", str(Path.home() / ".cache" / "radgrpo"))
         del cfg["hydra"]
-    plan = plan_run(cfg)
+    plan = materialise(plan_run(cfg), cfg)
     run_dir.mkdir(parents=True, exist_ok=True)  # radgrpo makes its run folder; verl's file logger does not
     env = process_env(plan.device, plan.family, run_dir / "metrics.jsonl")
     attach_env(plan.verl_config, env)
-    base = flatten(compose_verl_base())
+    base = flatten(verl_base())
     wanted = flatten(plan.verl_config)
     overrides = []
     for key, value in wanted.items():
         if key in base and base[key] == value:
             continue
-        # new keys need `+`; a dict replacing verl's (open, empty) dict needs the force-add `++`
-        prefix = "++" if isinstance(value, dict) else ("" if key in base else "+")
+        prefix = "" if key in base else "+"  # keys verl's yaml lacks (free-form nodes) need `+`
         overrides.append(f"{prefix}{key}={hydra_value(value)}")
     return [sys.executable, "-m", "verl.trainer.main_ppo", *overrides], env
 

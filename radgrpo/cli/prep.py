@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from radgrpo import CONF_DIR
+from radgrpo.errors import UserError
 from radgrpo.prep.config import PrepConfig
-from radgrpo.prep.errors import PrepError
 from radgrpo.prep.pipeline import run
-
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def _check_group_choices(argv: list[str]) -> None:
     """Give one clear line for an unknown `source=`/`prompt=` (Hydra's own message is a page)."""
     for arg in argv:
         group, _, choice = arg.partition("=")
-        folder = Path(CONF_DIR) / group
+        folder = CONF_DIR / group
         if group in ("source", "prompt") and not (folder / f"{choice}.yaml").exists():
             known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
             print(f"radgrpo-prep: error: unknown {group} {choice!r}; choose one of: {known}", file=sys.stderr)
@@ -31,11 +29,11 @@ def main() -> None:
     _hydra_main()
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="prep")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="prep")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
         run(PrepConfig.from_mapping(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)))
-    except PrepError as exc:
+    except UserError as exc:
         print(f"radgrpo-prep: error: {exc}", file=sys.stderr)
         sys.exit(2)
 

@@ -5,8 +5,8 @@
     radgrpo verl.trainer.total_training_steps=10 dry_run=true
     radgrpo -m sampling=uniform,hard sampling.size=1000,2000,5000 cluster=slurm
 
-`verl.<key>=value` arguments pass straight through to verl's config (checked against its schema);
-they are rewritten to Hydra's force-add form `++verl.<key>=value` before Hydra parses them.
+`verl.<key>=value` and `<group>.verl.<key>=value` arguments pass through to verl's config (checked
+against its schema); they are rewritten to Hydra's force-add form `++...` before Hydra parses them.
 """
 
 from __future__ import annotations
@@ -17,13 +17,19 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-# conf/ sits beside the package at the top of the checkout (radgrpo installs editable: `make install`).
-CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "conf")
+from radgrpo import CONF_DIR
 
 
 def rewrite_verl_overrides(argv: list[str]) -> list[str]:
-    """`verl.a.b=1` -> `++verl.a.b=1`: verl keys are not in radgrpo's schema, so Hydra must add them."""
-    return [f"++{arg}" if arg.startswith("verl.") and "=" in arg else arg for arg in argv]
+    """`verl.a.b=1`, `model.verl.a.b=1` -> `++...`: verl keys are not in radgrpo's schema, so Hydra must
+    add them (radgrpo checks them against verl's own config instead, see engine.verl_config)."""
+    return [f"++{arg.lstrip('+')}" if _is_verl_key(arg) else arg for arg in argv]
+
+
+def _is_verl_key(arg: str) -> bool:
+    key, sep, _ = arg.lstrip("+").partition("=")
+    parts = key.split(".")
+    return bool(sep) and len(parts) > 1 and (parts[0] == "verl" or (len(parts) > 2 and parts[1] == "verl"))
 
 
 def unknown_group_option(argv: list[str], conf_dir: Path) -> str | None:
@@ -50,27 +56,33 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-@hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="train", version_base="1.3")
 def train(cfg: DictConfig) -> dict | None:
-    from radgrpo.runs.plan import ConfigError, plan_run
+    from radgrpo.errors import UserError
 
     try:
-        if cfg.dry_run:
-            plan = plan_run(cfg, materialise=False)
-            print(OmegaConf.to_yaml(plan.verl_config))
-            print(f"# device={plan.device} run_dir={plan.run_dir} (dry run: nothing started)")
-            return None
-        if cfg.cluster.name != "local":
-            plan_run(cfg, materialise=False)  # fail fast on config errors before any job is queued
-    except ConfigError as exc:
+        return _train(cfg)
+    except UserError as exc:
         _fail(str(exc))
-    from radgrpo.cluster import SlurmRunError, launch
+
+
+def _train(cfg: DictConfig) -> dict | None:
+    from radgrpo.runs.plan import plan_run
+
+    if cfg.dry_run:
+        plan = plan_run(cfg)
+        print(OmegaConf.to_yaml(plan.verl_config))
+        print(f"# device={plan.device} run_dir={plan.run_dir} (dry run: nothing started)")
+        return None
+    if cfg.cluster.name != "local":
+        plan_run(cfg)  # fail fast on config errors before any job is queued
+    from radgrpo.cluster import launch
     from radgrpo.runs import local
     from radgrpo.runs.console import TrainingFailed
 
     try:
         summary = launch(cfg, local.run)  # a local run plans (and fails on config errors) before Ray starts
-    except (ConfigError, SlurmRunError, TrainingFailed) as exc:
+    except TrainingFailed as exc:
         _fail(str(exc))
     if summary is not None:
         _print_summary(summary)
@@ -85,7 +97,7 @@ def _print_summary(summary: dict) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
-    problem = unknown_group_option(args, Path(CONFIG_PATH))
+    problem = unknown_group_option(args, CONF_DIR)
     if problem:
         _fail(problem)
     sys.argv = [sys.argv[0], *rewrite_verl_overrides(args)]

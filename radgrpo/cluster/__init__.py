@@ -1,7 +1,7 @@
 """Where a run executes: here, on one SLURM node, or across several SLURM nodes with Ray spanning them.
 
 The training app composes its config and hands it here with the function that trains in the current
-process (``run_local(cfg, extra_verl_overrides) -> summary``). ``launch`` decides:
+process (``run_local(cfg, ray_address) -> summary``; ``ray_address`` is None for a fresh local Ray). ``launch`` decides:
 
 - ``cluster.name == "local"``: train here.
 - a SLURM option, outside any SLURM job: submit the run with submitit (every sbatch parameter comes
@@ -16,17 +16,12 @@ process (``run_local(cfg, extra_verl_overrides) -> summary``). ``launch`` decide
 from __future__ import annotations
 
 import os
-from typing import Callable
-
 from omegaconf import DictConfig
 
-RunLocal = Callable[[DictConfig, list], dict]
+from radgrpo.cluster.in_job import RunLocal, run_in_allocation
+from radgrpo.errors import ConfigError, SlurmRunError
 
 __all__ = ["launch", "inside_slurm_job", "SlurmRunError"]
-
-
-class SlurmRunError(RuntimeError):
-    """A submitted run ended without a summary; the message is one line naming the log to read."""
 
 
 def inside_slurm_job() -> bool:
@@ -38,15 +33,13 @@ def launch(cfg: DictConfig, run_local: RunLocal) -> dict | None:
     """Run ``cfg`` where ``cfg.cluster`` says; return the run summary (None on non-zero Ray ranks)."""
     name = str(cfg.cluster.name)
     if name == "local":
-        return run_local(cfg, [])
+        return run_local(cfg, None)
     if "slurm" not in cfg.cluster:
-        raise ValueError(
+        raise ConfigError(
             f"cluster={name}: not 'local' and has no 'slurm:' section; "
             "base a site preset on conf/cluster/slurm.yaml (see conf/cluster/site_example.yaml)"
         )
     if inside_slurm_job():
-        from radgrpo.cluster.in_job import run_in_allocation
-
         return run_in_allocation(cfg, run_local)
     from radgrpo.cluster.submit import submit_and_wait
 

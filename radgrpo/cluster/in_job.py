@@ -3,7 +3,8 @@
 Multi-node runs have one task per node (submitit ``tasks_per_node=1``). Rank 0 starts the Ray head
 with a fixed ``num_cpus``/``num_gpus`` (an unset value hangs under SLURM, verl issue #523) and writes
 its address to ``<run_dir>/ray/<job>-<restart>/head``; the other ranks join it and block. Once every
-node is in, rank 0 trains with ``+ray_kwargs.ray_init.address=<head> trainer.nnodes=N``. Whatever
+node is in, rank 0 trains on that Ray (``run_local(cfg, ray_address=<head>)``; verl's
+``trainer.nnodes`` comes from ``cluster.nnodes``). Whatever
 happens, rank 0 then writes ``done`` and stops the head; the other ranks see ``done`` (or lose the
 head) and stop their node, so no Ray process outlives the run or holds the allocation.
 
@@ -23,10 +24,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from omegaconf import DictConfig
 
-from radgrpo.cluster import RunLocal
+from radgrpo.errors import SlurmRunError
+from radgrpo.runs.folder import RunFolder
+
+# trains in this process: (config, Ray address to join or None for a fresh local Ray) -> summary
+RunLocal = Callable[[DictConfig, "str | None"], dict]
 
 TAG = "[radgrpo.cluster]"
 HEAD_TIMEOUT_S = 600  # how long other ranks wait for rank 0 to publish the head address
@@ -36,16 +42,16 @@ NODES_TIMEOUT_S = 300  # how long rank 0 waits for every node to join
 def run_in_allocation(cfg: DictConfig, run_local: RunLocal) -> dict | None:
     nnodes = int(cfg.cluster.nnodes)
     if nnodes <= 1:
-        return run_local(cfg, [])
+        return run_local(cfg, None)
     ntasks = int(os.environ.get("SLURM_NTASKS", "1"))
     if ntasks != nnodes:
-        raise RuntimeError(
+        raise SlurmRunError(
             f"cluster.nnodes={nnodes} needs one task per node in this SLURM job, found SLURM_NTASKS={ntasks}; "
             "submit from outside an allocation (radgrpo cluster=slurm_multinode ...) and let radgrpo start the tasks"
         )
     rank = int(os.environ.get("SLURM_PROCID", "0"))
     key = f"{os.environ['SLURM_JOB_ID']}-{os.environ.get('SLURM_RESTART_COUNT', '0')}"
-    rendezvous = Path(str(cfg.paths.run_dir)) / "ray" / key
+    rendezvous = RunFolder(Path(str(cfg.paths.run_dir))).ray / key
     rendezvous.mkdir(parents=True, exist_ok=True)
     num_cpus = int(cfg.cluster.ray_num_cpus)
     num_gpus = int(cfg.cluster.gpus_per_node)
@@ -74,9 +80,7 @@ def _head(cfg, run_local, rendezvous: Path, key: str, nnodes: int, num_cpus: int
         status = _wait_for_nodes(address, nnodes, proc, rendezvous)
         print(status, flush=True)
         (rendezvous / "status.txt").write_text(status)
-        # Connecting to a running cluster, ray.init must not be given resources: the nodes have them.
-        return run_local(cfg, [f"+ray_kwargs.ray_init.address={address}", f"trainer.nnodes={nnodes}",
-                               "ray_kwargs.ray_init.num_cpus=null", "ray_kwargs.ray_init.num_gpus=null"])
+        return run_local(cfg, address)
     finally:
         _disconnect()
         (rendezvous / "done").touch()
@@ -91,7 +95,7 @@ def _worker(rendezvous: Path, rank: int, num_cpus: int, num_gpus: int) -> None:
             print(f"{TAG} rank {rank}: rank 0 ended before starting Ray; nothing to join", flush=True)
             return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"rank {rank}: no Ray head address in {head_file} after {HEAD_TIMEOUT_S}s; "
+            raise SlurmRunError(f"rank {rank}: no Ray head address in {head_file} after {HEAD_TIMEOUT_S}s; "
                                f"see rank 0's log")
         time.sleep(0.5)
     address = head_file.read_text().strip()
@@ -156,9 +160,9 @@ def _wait(ready, proc: subprocess.Popen, timeout_s: float, what: str, log: Path)
     deadline = time.monotonic() + timeout_s
     while not ready():
         if proc.poll() is not None:
-            raise RuntimeError(f"Ray exited ({proc.returncode}) while waiting for {what}; see {log}")
+            raise SlurmRunError(f"Ray exited ({proc.returncode}) while waiting for {what}; see {log}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} not up after {timeout_s:.0f}s; see {log}")
+            raise SlurmRunError(f"{what} not up after {timeout_s:.0f}s; see {log}")
         time.sleep(0.5)
 
 

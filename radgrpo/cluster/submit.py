@@ -9,6 +9,8 @@ resolved config, so verl finds ``<run_dir>/checkpoints`` and resumes (``trainer.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shutil
@@ -18,8 +20,9 @@ from typing import Any
 import submitit
 from omegaconf import DictConfig, OmegaConf
 
-from radgrpo.cluster import RunLocal, SlurmRunError
-from radgrpo.cluster.in_job import run_in_allocation
+from radgrpo.cluster.in_job import RunLocal, run_in_allocation
+from radgrpo.errors import SlurmRunError
+from radgrpo.runs.folder import RunFolder
 
 TAG = "[radgrpo.cluster]"
 
@@ -70,18 +73,19 @@ def executor_parameters(cfg: DictConfig) -> dict[str, Any]:
 
 
 def submit_and_wait(cfg: DictConfig, run_local: RunLocal) -> dict | None:
-    if shutil.which("sbatch") is None:
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if missing:
         raise SlurmRunError(
-            f"cluster={cfg.cluster.name}: sbatch not found on this machine; start a one-machine SLURM with "
-            "launchers/slurm/up, or run with cluster=local"
+            f"cluster={cfg.cluster.name}: {' and '.join(missing)} not found on this machine; start a one-machine "
+            "SLURM with launchers/slurm/up, or run with cluster=local"
         )
     container = OmegaConf.to_container(cfg, resolve=True)
     run_dir = Path(container["paths"]["run_dir"])
-    folder = run_dir / "slurm" / "%j"
+    folder = RunFolder(run_dir).slurm / "%j"
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
                                      slurm_max_num_timeout=int(cfg.cluster.slurm.max_num_timeout))
     executor.update_parameters(**executor_parameters(cfg))
-    job = executor.submit(SlurmRun(container, run_local))
+    job = submit(executor, SlurmRun(container, run_local))
     print(f"{TAG} submitted SLURM job {job.job_id} ({cfg.cluster.name}, {cfg.cluster.nnodes} node(s)); "
           f"waiting. Run dir: {run_dir}", flush=True)
     print(f"{TAG}   log: {job.paths.stdout}", flush=True)
@@ -97,6 +101,41 @@ def submit_and_wait(cfg: DictConfig, run_local: RunLocal) -> dict | None:
         ) from None
     print(f"{TAG} SLURM job {job.job_id} finished", flush=True)
     return results[0]
+
+
+# sbatch's refusals ("sbatch: error: Batch job submission failed: ...") and the setting behind each,
+# most specific first ("Invalid account or account/partition combination" names both).
+SBATCH_SETTINGS = (
+    ("generic resource", "cluster.slurm.gpus_per_node (0 on CPU-only partitions)"),
+    ("gres", "cluster.slurm.gpus_per_node (0 on CPU-only partitions)"),
+    ("account", "cluster.slurm.account"),
+    ("partition", "cluster.slurm.partition"),
+    ("qos", "cluster.slurm.qos"),
+    ("time limit", "cluster.slurm.time_min"),
+    ("feature", "cluster.slurm.constraint"),
+    ("constraint", "cluster.slurm.constraint"),
+    ("memory", "cluster.slurm.mem_gb"),
+    ("node configuration", "cluster.slurm.cpus_per_task, cluster.slurm.mem_gb, cluster.slurm.gpus_per_node or "
+                           "cluster.nnodes"),
+)
+
+
+def submit(executor: submitit.AutoExecutor, run: SlurmRun) -> submitit.Job:
+    """executor.submit, with sbatch's refusal turned into one SlurmRunError line naming the setting."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):  # submitit prints sbatch's stderr; it goes in the message
+            return executor.submit(run)
+    except submitit.core.utils.FailedJobError as err:
+        raise SlurmRunError(sbatch_refusal(str(err) or captured.getvalue())) from None
+
+
+def sbatch_refusal(stderr: str) -> str:
+    """One line: what sbatch said, and which cluster.slurm.* setting to change."""
+    said = " ".join(line.strip() for line in stderr.splitlines() if line.strip()) or "no message"
+    lowered = said.lower()
+    setting = next((s for needle, s in SBATCH_SETTINGS if needle in lowered), "the cluster.slurm.* settings")
+    return f"sbatch refused the job ({said}); check {setting}"
 
 
 ERROR_LINE = re.compile(r"^([\w.]+(Error|Exception|Exit|Interrupt))(\([\w.]+\))?: \S")

@@ -6,7 +6,8 @@ zero to two bright elliptical 'lesions' whose bounding boxes (normalised to [0, 
 truth. About `no_finding_fraction` of the rows have no lesion ("no finding", an empty box list), as
 in VinDr-CXR. Everything is drawn from one seed, so the same parameters give the same files.
 
-Rows follow verl's multimodal schema (see radgrpo.data.schema); images are referenced by path, as
+Prompts come from the `prompt` group (`radgrpo.data.prompts`), the same templates radgrpo-prep and
+the tiny model's warm start use. Rows follow verl's multimodal schema (see radgrpo.data.schema); images are referenced by path, as
 verl keeps embedded bytes in host memory (verl issues #7391, #4995).
 """
 
@@ -20,11 +21,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from radgrpo.data.prompts import grounding_prompt
+from radgrpo.data.prompts import PromptTemplate
 from radgrpo.data.schema import encode_ground_truth
-from radgrpo.prep.writer import MANIFEST, DatasetWriter
+from radgrpo.data.writer import MANIFEST, DatasetWriter
 
 DATA_SOURCE = "synthetic_grounding"
+QUESTION = "Locate every abnormal bright lesion in this chest X-ray."
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class SyntheticGroundingSpec:
     image_size: int = 112
     no_finding_fraction: float = 0.2
     seed: int = 0
-    prompt_style: str = "think_answer"
+    prompt: dict | None = None   # the composed `prompt` group (conf/prompt/<style>.yaml); None: plain question
     min_pixels: int | None = None
     max_pixels: int | None = None
     # Every other row a landscape image of half the height (aspect ratio 2:1), so one micro-batch
@@ -69,6 +71,7 @@ def draw_chest(rng: np.random.Generator, size: int, n_lesions: int,
 
 def _rows(spec: SyntheticGroundingSpec, split: str, count: int, image_dir: Path, final_dir: Path,
           rng: np.random.Generator):
+    template = PromptTemplate.from_mapping(spec.prompt)
     for index in range(count):
         n_lesions = 0 if rng.random() < spec.no_finding_fraction else int(rng.integers(1, 3))
         height = spec.image_size // 2 if spec.mixed_aspect_ratios and index % 2 else spec.image_size
@@ -80,10 +83,9 @@ def _rows(spec: SyntheticGroundingSpec, split: str, count: int, image_dir: Path,
             image["min_pixels"] = spec.min_pixels
         if spec.max_pixels:
             image["max_pixels"] = spec.max_pixels
-        question = "Locate every abnormal bright lesion in this chest X-ray."
         yield {
             "data_source": DATA_SOURCE,
-            "prompt": [{"role": "user", "content": "<image>" + grounding_prompt(question, spec.prompt_style)}],
+            "prompt": template.render(QUESTION, "grounding", 1),
             "images": [image],
             "ability": "grounding",
             "reward_model": {"style": "rule", "ground_truth": encode_ground_truth(
@@ -92,7 +94,7 @@ def _rows(spec: SyntheticGroundingSpec, split: str, count: int, image_dir: Path,
                 "id": f"{DATA_SOURCE}-{split}-{index}",
                 "split": split,
                 "index": index,
-                "question": question,
+                "question": QUESTION,
                 "answer": json.dumps(boxes),
                 "task": "grounding",
                 "dataset": DATA_SOURCE,

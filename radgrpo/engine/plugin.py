@@ -3,6 +3,8 @@
 What it does depends on the process's environment, so one installed package serves CPU machines and
 GPU clusters alike:
 - always: adds each reward component's batch mean to the step metrics (radgrpo.engine.reward_metrics),
+  gives verl's tracking the redacted radgrpo + verl config and a generations table
+  (radgrpo.engine.tracking_hooks),
   applies radgrpo's workarounds for verl bugs (radgrpo.engine.verl_fixes), registers the `hf` rollout
   name (used only when `actor_rollout_ref.rollout.name=hf`) and makes AutoProcessor build
   torchvision-free processors when torchvision is absent;
@@ -47,12 +49,13 @@ def _register_hf_rollout() -> None:
 
 def _install() -> None:
     global INSTALLED
-    from radgrpo.engine import cpu_platform, family_hooks, verl_fixes
+    from radgrpo.engine import cpu_platform, family_hooks, tracking_hooks, verl_fixes
     from radgrpo.models.families import active_family
     from radgrpo.models.processors import register_torchvision_free_processors
 
     verl_fixes.install()
     from radgrpo.engine import reward_metrics  # noqa: F401  (per-component reward metrics, verl #2115)
+    tracking_hooks.install()
     register_torchvision_free_processors()
     if os.environ.get("VERL_PLATFORM", "").strip().lower() == cpu_platform.PLATFORM_NAME:
         cpu_platform.install()

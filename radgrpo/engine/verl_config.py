@@ -1,14 +1,19 @@
 """Build verl's `ppo_trainer` config from a composed radgrpo config.
 
-radgrpo never copies verl's yaml: it composes verl's own `ppo_trainer` from the installed package
-(`verl.trainer.config`) and applies, in order,
+radgrpo never copies verl's yaml: it starts from the installed verl's own `ppo_trainer` config and
+applies, in order,
   1. the `verl:` mapping of each group option: model, data, reward, algorithm, sampling, cluster, logger;
   2. the device profile (CPU: radgrpo's platform and hf rollout; GPU: verl's vLLM rollout);
   3. the computed keys: model path, data files, reward entry, run names, checkpoint dir, logging;
   4. the user's pass-through `verl.<key>=value` overrides.
-Later layers win. Steps 1-3 may add keys verl's schema lacks (e.g. `ray_kwargs.ray_init.num_gpus`);
-step 4 is checked: a key verl does not have is an error naming the closest keys it does have, so a
-typo never silently does nothing.
+Later layers win. Every key a user can set - a group's mapping (also from an experiment preset or
+`<group>.verl.<key>=` on the command line) and `verl.<key>=` - is checked: a key verl does not have is
+an error naming the closest keys it does have, and a key radgrpo computes is an error naming the
+radgrpo option that sets it, so a typo or a stray override never silently does something else.
+
+verl's config is read from the flattened `_generated_ppo_trainer.yaml` verl ships beside
+`ppo_trainer.yaml` (verl generates it from the same Hydra composition; a test checks the two agree for
+the pinned verl), which takes a fraction of a second where composing through Hydra takes seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import importlib.util
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -23,13 +29,39 @@ from omegaconf import DictConfig, OmegaConf
 
 GROUPS_WITH_VERL_KEYS = ("model", "data", "reward", "algorithm", "sampling", "cluster", "logger")
 
-# Nodes of verl's config that are free-form dicts: any key below them is accepted.
+# Free-form nodes verl's yaml does not spell out (its empty `{}` nodes are free-form too): any key
+# below them is accepted. reward.reward_kwargs feeds reward managers such as DAPO's.
 OPEN_VERL_NODES = (
-    "actor_rollout_ref.model.override_config",
     "ray_kwargs.ray_init",
+    "reward.reward_kwargs",
     "reward.custom_reward_function.reward_kwargs",
-    "actor_rollout_ref.rollout.engine_kwargs",
+    "actor_rollout_ref.actor.fsdp_config.mixed_precision",
+    "actor_rollout_ref.ref.fsdp_config.mixed_precision",
 )
+
+# The verl keys radgrpo computes, and the radgrpo option to set instead.
+COMPUTED_FROM = {
+    "actor_rollout_ref.model.path": "model.path",
+    "actor_rollout_ref.model.trust_remote_code": "model.trust_remote_code",
+    "data.trust_remote_code": "model.trust_remote_code",
+    "data.train_files": "data.train_files (or data.dir)",
+    "data.val_files": "data.val_files (or data.dir)",
+    "data.seed": "seed",
+    "actor_rollout_ref.rollout.seed": "seed",
+    "trainer.project_name": "logger.project",
+    "trainer.experiment_name": "run_name",
+    "trainer.default_local_dir": "paths.output_root (checkpoints live in <run folder>/checkpoints)",
+    "trainer.rollout_data_dir": "paths.output_root (rollouts live in <run folder>/rollouts)",
+    "trainer.logger": "logger=<option>",
+    "trainer.nnodes": "cluster.nnodes",
+    "trainer.n_gpus_per_node": "cluster.gpus_per_node",
+    "ray_kwargs.ray_init.num_cpus": "cluster.ray_num_cpus",
+    "ray_kwargs.ray_init.num_gpus": "cluster.gpus_per_node",
+    "ray_kwargs.ray_init.address": "cluster=<option> (a fresh local Ray, or the SLURM job's own)",
+    "reward.custom_reward_function.path": "reward=<option>",
+    "reward.custom_reward_function.name": "reward=<option>",
+    "reward.custom_reward_function.reward_kwargs": "reward=<option> (its terms and params)",
+}
 
 FP32_MIXED_PRECISION = {"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"}
 
@@ -69,69 +101,79 @@ GPU_PROFILE = {
 }
 
 
-def compose_verl_base() -> DictConfig:
-    """verl's own `ppo_trainer` config, as its `main_ppo` would compose it with no overrides.
+GENERATED_CONFIG = "trainer/config/_generated_ppo_trainer.yaml"
+# ppo_trainer.yaml's defaults-list choice, which the generated file leaves out (Hydra keeps it as a key)
+MODEL_ENGINE = "dp"
 
-    Composed once per process (about 2 s) and copied for each caller.
-    """
-    return copy.deepcopy(_compose_verl_base_once())
+
+def verl_base() -> DictConfig:
+    """verl's own `ppo_trainer` config, as its `main_ppo` composes it with no overrides (a fresh copy)."""
+    return copy.deepcopy(_load_verl_base())
 
 
 @functools.lru_cache(maxsize=1)
-def _compose_verl_base_once() -> DictConfig:
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    # radgrpo's own Hydra app may be running: compose verl's config in a separate Hydra context
-    # and hand radgrpo's back afterwards (its run dir and job info are still needed).
-    global_hydra = GlobalHydra.instance()
-    saved = global_hydra.hydra if global_hydra.is_initialized() else None
-    global_hydra.clear()
-    try:
-        with initialize_config_module(config_module="verl.trainer.config", version_base=None):
-            cfg = compose(config_name="ppo_trainer")
-    finally:
-        global_hydra.clear()
-        global_hydra.hydra = saved
+def _load_verl_base() -> DictConfig:
+    spec = importlib.util.find_spec("verl")  # locates the package without importing it (and torch)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("verl is not installed: pip install radgrpo's dependencies (verl==0.9.1)")
+    cfg = OmegaConf.load(Path(spec.submodule_search_locations[0]) / GENERATED_CONFIG)
+    cfg = OmegaConf.merge({"model_engine": MODEL_ENGINE}, cfg)
     OmegaConf.set_struct(cfg, False)
     return cfg
 
 
 def flatten(mapping: Any, prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}; keys that already contain dots are kept as paths."""
+    """{'a': {'b': 1}} -> {'a.b': 1}, down to the leaves (free-form nodes too, so a key set below one
+    adds to it rather than replacing it); keys that already contain dots are kept as paths."""
     if isinstance(mapping, DictConfig):
         mapping = OmegaConf.to_container(mapping, resolve=True)
     flat: dict[str, Any] = {}
     for key, value in (mapping or {}).items():
         path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, dict) and value and not any(path == node for node in OPEN_VERL_NODES):
+        if isinstance(value, dict) and value:
             flat.update(flatten(value, path))
         else:
             flat[path] = value
     return flat
 
 
-def _has_key(cfg: DictConfig, path: str) -> bool:
-    parent_path, _, leaf = path.rpartition(".")
-    parent = OmegaConf.select(cfg, parent_path) if parent_path else cfg
-    return isinstance(parent, DictConfig) and leaf in parent
+def _is_known(base: DictConfig, path: str) -> bool:
+    """The path exists in verl's config, or lies below a free-form node (explicit or an empty `{}`)."""
+    if any(path.startswith(node + ".") for node in OPEN_VERL_NODES):
+        return True
+    node: Any = base
+    for i, part in enumerate(path.split(".")):
+        if not isinstance(node, DictConfig):
+            return False
+        if i and len(node) == 0:
+            return True
+        if part not in node:
+            return False
+        node = node._get_node(part)
+    return True
 
 
-def _is_open(path: str) -> bool:
-    return any(path.startswith(node + ".") for node in OPEN_VERL_NODES)
+@functools.lru_cache(maxsize=1)
+def _known_paths() -> tuple[str, ...]:
+    return tuple(flatten(_load_verl_base()))
 
 
-def check_user_keys(base: DictConfig, keys: Iterable[str]) -> None:
-    """Raise ValueError for a pass-through key verl's config does not have."""
-    known = None
+def check_verl_keys(keys: Iterable[str], source: str, computed: Iterable[str] = ()) -> None:
+    """Raise ValueError (one line) for a key verl's config does not have, with the closest keys it has,
+    or for a key radgrpo computes, naming the radgrpo option to use. `source` names where the keys come
+    from (`verl`, `model.verl`, ...); group options, experiments and the command line all pass here."""
+    base = _load_verl_base()
+    computed = set(computed)
     for key in keys:
-        if _has_key(base, key) or _is_open(key):
+        if key in computed or any(key.startswith(c + ".") for c in computed):
+            owner = next(c for c in computed if key == c or key.startswith(c + "."))
+            raise ValueError(f"{source}.{key}: radgrpo computes verl's {owner}; "
+                             f"set {COMPUTED_FROM.get(owner, 'the radgrpo option')} instead")
+        if _is_known(base, key):
             continue
-        if known is None:
-            known = list(flatten(base).keys())
-        close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(key, _known_paths(), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"verl has no config key '{key}' (from the override verl.{key}){hint}")
+        raise ValueError(f"verl has no config key '{key}' (from {source}.{key}){hint}")
 
 
 def apply(cfg: DictConfig, mapping: dict[str, Any]) -> None:
@@ -140,8 +182,13 @@ def apply(cfg: DictConfig, mapping: dict[str, Any]) -> None:
 
 
 def computed_keys(rcfg: DictConfig, *, model_path: str, train_files: list[str], val_files: list[str],
-                  run_dir: Path, reward_entry: dict[str, Any], device: str) -> dict[str, Any]:
-    """The keys radgrpo derives from the composition rather than asks the user for."""
+                  checkpoints: Path, rollouts: Path, validation: Path, reward_entry: dict[str, Any], device: str,
+                  ray_address: str | None = None) -> dict[str, Any]:
+    """The keys radgrpo derives from the composition rather than asks the user for (see COMPUTED_FROM).
+
+    `checkpoints`, `rollouts`, `validation`: the run folder's (radgrpo.runs.folder). `ray_address`: a running Ray cluster to join (the SLURM multi-node head), whose nodes already
+    declare their CPUs and GPUs; None starts a fresh local Ray sized from `cluster.*`.
+    """
     cluster = rcfg.cluster
     keys = {
         "actor_rollout_ref.model.path": model_path,
@@ -152,36 +199,38 @@ def computed_keys(rcfg: DictConfig, *, model_path: str, train_files: list[str], 
         "data.trust_remote_code": bool(rcfg.model.get("trust_remote_code", False)),
         "trainer.project_name": str(rcfg.logger.get("project", "radgrpo")),
         "trainer.experiment_name": str(rcfg.run_name),
-        "trainer.default_local_dir": str(run_dir / "checkpoints"),
-        "trainer.rollout_data_dir": str(run_dir / "rollouts"),
-        "trainer.validation_data_dir": str(run_dir / "validation"),
+        "trainer.default_local_dir": str(checkpoints),
+        "trainer.rollout_data_dir": str(rollouts),
+        "trainer.validation_data_dir": str(validation),
         "trainer.logger": list(rcfg.logger.backends) + ["file"],
         "trainer.nnodes": int(cluster.nnodes),
         "trainer.n_gpus_per_node": int(cluster.gpus_per_node),
         "actor_rollout_ref.rollout.seed": int(rcfg.seed),
-        "ray_kwargs.ray_init.num_cpus": int(cluster.get("ray_num_cpus", 32)),
-        # a fresh Ray for this run, never one a `ray start` left running on the machine (the SLURM
-        # multi-node launcher points this at its own head instead)
-        "ray_kwargs.ray_init.address": "local",
+        # a fresh Ray for this run, never one a `ray start` left running on the machine
+        "ray_kwargs.ray_init.address": ray_address or "local",
+        "ray_kwargs.ray_init.num_cpus": None if ray_address else int(cluster.get("ray_num_cpus", 32)),
         "reward.custom_reward_function.path": reward_entry["path"],
         "reward.custom_reward_function.name": reward_entry["name"],
         "reward.custom_reward_function.reward_kwargs": reward_entry["kwargs"],
     }
-    if device == "cpu":
-        keys["ray_kwargs.ray_init.num_gpus"] = int(cluster.gpus_per_node)
+    if device == "cpu":  # logical GPUs: one per training process
+        keys["ray_kwargs.ray_init.num_gpus"] = None if ray_address else int(cluster.gpus_per_node)
     return keys
 
 
-def build_verl_config(rcfg: DictConfig, *, device: str, computed: dict[str, Any],
-                      base: DictConfig | None = None) -> DictConfig:
-    """Layer the groups' mappings, the device profile, computed keys and user keys onto verl's config."""
-    cfg = base if base is not None else compose_verl_base()
-    for group in GROUPS_WITH_VERL_KEYS:
-        apply(cfg, flatten(rcfg[group].get("verl", {}) if group in rcfg else {}))
+def build_verl_config(rcfg: DictConfig, *, device: str, computed: dict[str, Any]) -> DictConfig:
+    """Layer the groups' mappings, the device profile, computed keys and user keys onto verl's config;
+    every group's and the user's keys are checked first (check_verl_keys)."""
+    layers = [(f"{group}.verl", flatten(rcfg[group].get("verl", {}))) for group in GROUPS_WITH_VERL_KEYS
+              if group in rcfg]
+    user = flatten(rcfg.get("verl", {}))
+    for source, keys in [*layers, ("verl", user)]:
+        check_verl_keys(keys, source, computed)
+    cfg = verl_base()
+    for _, keys in layers:
+        apply(cfg, keys)
     apply(cfg, CPU_PROFILE if device == "cpu" else GPU_PROFILE)
     apply(cfg, computed)
-    user = flatten(rcfg.get("verl", {}))
-    check_user_keys(cfg, user.keys())
     apply(cfg, user)
     return cfg
 

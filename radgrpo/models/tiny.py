@@ -36,6 +36,8 @@ def cache_root() -> Path:
 
 # Supervised steps of the grounding-format cold start (see warm_start_grounding); ~0.1 s each.
 WARM_START_STEPS = 300
+# the prompt style (conf/prompt) of the warm start: the one the default synthetic data is rendered with
+WARM_START_PROMPT = "think"
 
 
 def ensure_tiny_model(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -123,18 +125,17 @@ def warm_start_grounding(family, model, processor, steps: int = WARM_START_STEPS
     import torch
     from PIL import Image
 
-    from radgrpo.data.prompts import grounding_prompt
-    from radgrpo.data.synthetic import draw_chest
+    from radgrpo.data.prompts import chat_content, load_prompt
+    from radgrpo.data.synthetic import QUESTION, draw_chest
 
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    question = grounding_prompt("Locate every abnormal bright lesion in this chest X-ray.", "think_answer")
+    messages = chat_content(load_prompt(WARM_START_PROMPT).render(QUESTION, "grounding", 1))
     model.train()
     for _ in range(steps):
         n_lesions = 0 if rng.random() < 0.2 else int(rng.integers(1, 3))
         pixels, boxes = draw_chest(rng, 112, n_lesions)
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         target = format_grounding_answer(boxes) + family.end_of_turn
         image = Image.fromarray(pixels, mode="L").convert("RGB")

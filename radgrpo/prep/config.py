@@ -13,7 +13,7 @@ from typing import Any
 
 from radgrpo.prep.errors import PrepError
 from radgrpo.prep.images import ImageOptions
-from radgrpo.prep.prompts import PromptTemplate
+from radgrpo.data.prompts import PromptTemplate
 from radgrpo.prep.sources import SourceOptions, load_source
 
 _USAGE = "radgrpo-prep source=NAME task=TASK input=FILE output=DIR"
@@ -92,7 +92,10 @@ class PrepConfig:
         image_root = Path(os.path.expanduser(str(root))) if root else (
             input_path if input_path.is_dir() else input_path.parent)
 
-        prompt = cfg.get("prompt") or {}
+        try:
+            template = PromptTemplate.from_mapping(cfg.get("prompt"))
+        except ValueError as exc:
+            raise PrepError(str(exc)) from None
         token_cfg = cfg.get("token_filter") or {}
         max_tokens = _opt_int(token_cfg, "max_prompt_tokens")
         processor = token_cfg.get("processor")
@@ -106,8 +109,7 @@ class PrepConfig:
                 task=task, dataset_filter=frozenset(map(str, filt)) if filt else None,
                 dataset_name=src.get("dataset_name"), include_context=bool(src.get("include_context", True))),
             image_root=image_root.absolute(), images=images,
-            prompt=PromptTemplate(user=prompt.get("user", "{question}"), system=prompt.get("system"),
-                                  instructions=dict(prompt.get("instructions") or {})),
+            prompt=template,
             max_prompt_chars=_opt_int(cfg, "max_prompt_chars"), max_prompt_tokens=max_tokens,
             processor=processor, strict=bool(cfg.get("strict", False)), force=bool(cfg.get("force", False)),
             progress=bool(cfg.get("progress", True)),

@@ -7,8 +7,10 @@ fix (missing input, unknown source, bad option): the CLI prints its message as o
 
 from __future__ import annotations
 
+from radgrpo.errors import UserError
 
-class PrepError(Exception):
+
+class PrepError(UserError):
     """A user error; its message names the thing to fix."""
 
 
@@ -37,6 +39,7 @@ MALFORMED = (
     "box_malformed",       # a bracketed box without exactly four numbers
     "box_out_of_range",    # a coordinate outside [0, 1]
     "box_inverted",        # x2 < x1 or y2 < y1
+    "box_empty",           # x1 == x2 or y1 == y2: zero area, no IoU can ever credit it
     "no_boxes",            # a grounding answer with neither boxes nor a "no finding" statement
     "bad_options",         # MCQA options unusable or the answer label not among them
     "bad_unicode",         # undecodable bytes or lone surrogates in a text field

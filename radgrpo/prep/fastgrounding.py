@@ -21,14 +21,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from radgrpo.prep.boxes import NUMBER, WS, says_no_finding
+from radgrpo.data.answers import COORD, NUMBER, WS, says_no_finding
 from radgrpo.prep.errors import Drop
 from radgrpo.prep.rows import EXTRA_INFO
-from radgrpo.prep.sample import Sample, require_text, split_image_tags
+from radgrpo.prep.sample import require_text, split_image_tags
+from radgrpo.prep.sources.radvlm_llava import SPLIT_SUFFIX
 
 # what Python's str.strip() removes from an ASCII string (its whitespace below 0x80)
 _TRIM = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
-_ANY_BOX = rf"^{WS}*{NUMBER}(?:{WS}*,{WS}*{NUMBER})*{WS}*\]"
+_ANY_BOX = rf"^{WS}*{COORD}(?:{WS}*,{WS}*{COORD})*{WS}*\]"
 _BOX = (rf"^{WS}*(?P<x1>{NUMBER}){WS}*,{WS}*(?P<y1>{NUMBER}){WS}*,{WS}*(?P<x2>{NUMBER}){WS}*,"
         rf"{WS}*(?P<y2>{NUMBER}){WS}*\]")
 # numbers that `repr(float(s))` writes back unchanged, in [0, 1]: no trailing zero, not below 1e-4
@@ -57,14 +58,18 @@ def grounding_rows(conv, keys: np.ndarray, questions: pa.Array, answers: pa.Arra
     image_len = np.asarray(pc.utf8_length(image))
     safe &= (image_len > 0) & (image_len < 256)
 
-    # dataset: the `dataset` field, else the id up to its last "_", else "unknown"
+    # radvlm_llava.dataset_of: the `dataset` field, else the id up to its last "_", else "unknown";
+    # canonical without a split suffix (unless that leaves nothing)
     ds = pc.utf8_trim(datasets, _TRIM)
     has_ds = _true(pc.greater(pc.utf8_length(ds), 0))
     prefix = pc.if_else(pc.match_substring(rid, "_"), pc.replace_substring_regex(rid, "_[^_]*$", ""), "unknown")
-    dataset = pc.if_else(pa.array(has_ds), ds, prefix)
+    raw = pc.if_else(pa.array(has_ds), ds, prefix)
+    stripped = pc.replace_substring_regex(raw, SPLIT_SUFFIX, "")
+    dataset = pc.if_else(pc.greater(pc.utf8_length(stripped), 0), stripped, raw)
     filtered = np.zeros(n, bool)  # counted here, so neither kept nor handed back
     if cfg.source_options.dataset_filter is not None:
-        filtered = safe & ~_true(pc.is_in(dataset, pa.array(sorted(cfg.source_options.dataset_filter))))
+        keep = pa.array(sorted(cfg.source_options.dataset_filter))
+        filtered = safe & ~(_true(pc.is_in(dataset, keep)) | _true(pc.is_in(raw, keep)))
         stats.filtered_out("dataset_filter", int(filtered.sum()))
         safe &= ~filtered
 
@@ -93,7 +98,7 @@ def grounding_rows(conv, keys: np.ndarray, questions: pa.Array, answers: pa.Arra
     for c in coords:
         canonical &= _true(pc.match_substring_regex(c, _CANONICAL))
     x1, y1, x2, y2 = (_floats(c, canonical) for c in coords)
-    good_box = canonical & (x1 <= x2) & (y1 <= y2)   # canonical numbers already lie in [0, 1]
+    good_box = canonical & (x1 < x2) & (y1 < y2)   # canonical numbers already lie in [0, 1]
     safe[box_row[~good_box]] = False
     n_boxes = np.bincount(box_row, minlength=n)
     no_box = np.flatnonzero(safe & (n_boxes == 0))
@@ -132,7 +137,7 @@ def grounding_rows(conv, keys: np.ndarray, questions: pa.Array, answers: pa.Arra
         pa.array(np.full(m, "grounding", dtype=object), pa.string()), dataset_kept, pc.take(question_text, q_rows),
         pc.take(answer, take), pa.array(answer_type.astype(object), pa.string()),
         pa.array(np.full(m, "", dtype=object), pa.string()), pa.array(np.ones(m, np.int64)),
-        pa.array(counts.astype(np.int64))], fields=list(EXTRA_INFO))
+        pa.array(counts.astype(np.int64)), pc.take(raw, take)], fields=list(EXTRA_INFO))
     table = pa.Table.from_arrays([
         dataset_kept, _prompts(conv, prompts, q_rows, m), _images(conv, entries, i_codes[rows]),
         pa.array(np.full(m, "grounding", dtype=object), pa.string()),
@@ -206,8 +211,7 @@ def _prompt(conv, raw: str | None) -> tuple | None:
         except Drop:
             memo[raw] = None
         else:
-            probe = Sample(id="", dataset="", task="grounding", question=question, answer="", images=[])
-            messages = conv.cfg.prompt.render(probe, 1)
+            messages = conv.cfg.prompt.render(question, "grounding", 1)
             memo[raw] = (question, messages, sum(len(msg["content"]) for msg in messages))
     return memo[raw]
 

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from radgrpo.prep.boxes import BRACKET_PATTERN
+from radgrpo.data.answers import BRACKET_PATTERN
 from radgrpo.prep.fastgrounding import grounding_rows
 from radgrpo.prep.jsonstream import JsonStream, _Parser
 from radgrpo.prep.rows import EXTRA_INFO
@@ -210,8 +210,8 @@ def convert_block(conv, key0: int, records: pa.StructArray) -> None:
     else:  # the dataset filter is checked first: attribute each unwanted record to the right one
         for rid, dataset in zip(pc.take(records.field("id"), rows[other_task]).to_pylist(),
                                 pc.take(records.field("dataset"), rows[other_task]).to_pylist()):
-            stats.filtered_out("dataset_filter" if _dataset(rid.strip(), dataset) not in opts.dataset_filter
-                               else "other_task")
+            wanted = radvlm_llava.wanted_dataset(*_dataset(rid.strip(), dataset), opts.dataset_filter)
+            stats.filtered_out("other_task" if wanted else "dataset_filter")
 
     if opts.task == "grounding":
         picked = rows[candidate]
@@ -260,10 +260,7 @@ def _in(array: pa.Array, choices: tuple[str, ...]) -> np.ndarray:
     return _true(pc.is_in(array, pa.array(choices)))
 
 
-def _dataset(rid: str, dataset: str | None) -> str:
-    """radvlm_llava.dataset_of for a record whose id is `rid` (already stripped)."""
-    if dataset and dataset.strip():
-        return dataset.strip()
-    if not rid:
-        return "unknown"  # record_id's "record-N" has no "_", so it maps to "unknown" too
-    return rid.rsplit("_", 1)[0] if "_" in rid else "unknown"
+def _dataset(rid: str, dataset: str | None) -> tuple[str, str]:
+    """radvlm_llava.dataset_of for a record whose id is `rid` (already stripped); an empty id is
+    record_id's "record-N", which has no "_" either."""
+    return radvlm_llava.dataset_of({"dataset": dataset}, rid)

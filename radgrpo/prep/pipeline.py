@@ -28,7 +28,7 @@ from radgrpo.prep.rows import TRL_SCHEMA, VerlColumns, extra_info, ground_truth_
 from radgrpo.prep.sample import Sample
 from radgrpo.prep.sources import load_source, open_records
 from radgrpo.prep.stats import PrepStats
-from radgrpo.prep.writer import MANIFEST, DatasetWriter
+from radgrpo.data.writer import MANIFEST, DatasetWriter
 
 BATCH = 2048
 STRICT_EXAMPLES = 10
@@ -151,7 +151,7 @@ class Converter:
         cfg = self.cfg
         try:
             images = self.resolver.entries(sample.images)
-            messages = cfg.prompt.render(sample, len(images))
+            messages = cfg.prompt.render(sample.question, sample.task, len(images), sample.history)
             chars = sum(len(m["content"]) for m in messages)
             if cfg.max_prompt_chars is not None and chars > cfg.max_prompt_chars:
                 raise Drop("prompt_too_long", f"{chars} characters")

@@ -20,7 +20,7 @@ EXTRA_INFO = pa.struct([
     ("id", pa.string()), ("split", pa.string()), ("index", pa.int64()), ("source_index", pa.int64()),
     ("task", pa.string()), ("dataset", pa.string()), ("question", pa.string()),
     ("answer", pa.string()), ("answer_type", pa.string()), ("label", pa.string()),
-    ("num_images", pa.int64()), ("num_boxes", pa.int64()),
+    ("num_images", pa.int64()), ("num_boxes", pa.int64()), ("id_prefix", pa.string()),
 ])
 
 
@@ -102,7 +102,8 @@ def _list_of_structs(lists: tuple[list[dict], ...], struct: pa.StructType) -> pa
 def extra_info(sample: Sample, split: str, index: int, source_index: int, n_images: int) -> tuple:
     """`extra_info` values of a row, in `EXTRA_INFO` field order."""
     return (sample.id, split, index, source_index, sample.task, sample.dataset, sample.question,
-            sample.answer, sample.answer_type, sample.label, n_images, len(sample.truth.get("boxes", ())))
+            sample.answer, sample.answer_type, sample.label, n_images, len(sample.truth.get("boxes", ())),
+            sample.id_prefix or sample.dataset)
 
 
 def trl_row(sample: Sample, messages: list[dict], images: list[dict], ground_truth: str) -> dict[str, Any]:

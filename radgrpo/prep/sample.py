@@ -35,6 +35,7 @@ class Sample:
     answer_type: str = ""
     label: str = ""
     history: list[dict[str, str]] = field(default_factory=list)  # earlier turns of a conversation
+    id_prefix: str = ""  # the source's own dataset name when `dataset` is a canonical form of it
 
 
 def require_text(value: Any, reason: str, what: str) -> str:

@@ -11,6 +11,7 @@ composed reward config before a run starts.
 from radgrpo.rewards.registry import REGISTRY, Reward, get_reward, register, score
 from radgrpo.rewards.config import resolve_terms, validate_reward_config
 from radgrpo.rewards import (  # noqa: F401  (importing a reward module registers it)
+    classification,
     enhanced,
     format,
     green,

@@ -2,7 +2,8 @@
 
 Models write boxes in several ways: `[x1, y1, x2, y2]` (seed 000, VLM-R1), inside JSON such as
 `{"bbox_2d": [...]}`, as percentages, in pixels, or Qwen2-VL's
-`<|box_start|>(x1,y1),(x2,y2)<|box_end|>` on a 0-1000 grid. Everything is brought to radgrpo's
+`<|box_start|>(x1,y1),(x2,y2)<|box_end|>` on a 0-1000 grid. The grammar of numbers and boxes is
+`radgrpo.data.answers`, the one prep uses for ground truth. Everything is brought to radgrpo's
 convention (`radgrpo.data.schema`): [x1, y1, x2, y2] normalised to [0, 1].
 
 Several boxes are matched one-to-one with the Hungarian algorithm (`scipy.optimize.
@@ -17,13 +18,11 @@ from itertools import permutations
 from math import isfinite
 from typing import Sequence
 
+from radgrpo.data.answers import BOX_PATTERN, POINT_PAIR_PATTERN
+
 Box = tuple[float, float, float, float]
 
-_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?"
-_BOX = re.compile(
-    rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]"  # [x1, y1, x2, y2]
-    rf"|\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)"  # (x1,y1),(x2,y2)
-)
+_BOX = re.compile(f"{BOX_PATTERN}|{POINT_PAIR_PATTERN}")  # [x1, y1, x2, y2] | (x1,y1),(x2,y2)
 QWEN_BOX_TOKEN = "<|box_start|>"
 COORDS = ("auto", "unit", "percent", "per_mille", "pixel")
 

@@ -2,7 +2,8 @@
 
 Seed 000 spec: perfect box match 1.0; partial overlap = IoU; correct "no finding" (ground truth
 empty and the answer says there is no abnormality) 0.8; false positives and false negatives 0.0.
-Boxes come from the `<answer>` section (`radgrpo.rewards.boxes` for the formats understood).
+Boxes come from the `<answer>` section (`radgrpo.rewards.boxes` for the formats understood); "no
+finding" is `radgrpo.data.answers.says_no_finding`, the rule prep writes ground truth with.
 
 With several boxes the seed spec does not say how to combine; radgrpo uses RadVLM-GRPO's IoU soft
 F1 with Hungarian matching, 2 * sum(matched IoU) / (n_pred + n_gt), which is the IoU itself for one
@@ -11,25 +12,10 @@ box each, 1.0 only for a perfect set, and charges every extra or missing box.
 
 from __future__ import annotations
 
-import re
-
+from radgrpo.data.answers import says_no_finding
 from radgrpo.rewards.boxes import COORDS, gt_boxes, match_boxes, parse_boxes
 from radgrpo.rewards.registry import register
 from radgrpo.rewards.text import answer_section
-
-_NO_FINDING = re.compile(
-    r"\b(?:no|without|absence of|negative for|free of)\b[^.\n]{0,40}?"
-    r"\b(?:abnormalit|finding|lesion|disease|patholog|opacit|nodule|mass|acute)"
-    r"|\bnormal (?:study|chest|exam|radiograph|x-?ray)\b|\bunremarkable\b|^\s*(?:none|normal)\b",
-    re.IGNORECASE,
-)
-_NO_FINDING_SCAN_CHARS = 2000  # a "no finding" statement is short; bound the scan on huge answers
-
-
-def says_no_finding(answer: str) -> bool:
-    """True when the answer states there is nothing to localise ("No abnormalities", "None")."""
-    return _NO_FINDING.search(answer[:_NO_FINDING_SCAN_CHARS]) is not None
-
 
 def image_size_of(gt: dict, extra_info: dict):
     """[width, height] in pixels from extra_info (`image_size`, or `width`/`height`) or the ground truth."""

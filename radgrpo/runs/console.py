@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
+from radgrpo.runs.folder import RunFolder
 from radgrpo.runs.retention import prune_rollouts, steps_to_keep
 
-LOG_NAME = "train.log"
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _RAY_PREFIX = re.compile(r"^\((?:[\w.:-]+ )?pid=\d+(?:, ip=[\d.]+)?\)\s*")
@@ -103,7 +103,7 @@ class RunConsole:
 
     def __init__(self, run_dir: Path, verbose: bool = False):
         self.run_dir = Path(run_dir)
-        self.log_path = self.run_dir / LOG_NAME
+        self.log_path = RunFolder(self.run_dir).train_log
         self.verbose = verbose
         self.out: Optional[TextIO] = None
         self._saved: dict[int, int] = {}
@@ -175,7 +175,7 @@ class RunConsole:
         retention = cfg.logger.get("rollouts") or {}
         self._retention = (int(retention.get("every_n_steps", 1)), retention.get("keep_last"))
         steps_to_keep([], *self._retention, last_step=None)  # a bad setting fails now, not mid-run
-        self._tail = threading.Thread(target=self._follow, args=(self.run_dir / "metrics.jsonl", total),
+        self._tail = threading.Thread(target=self._follow, args=(RunFolder(self.run_dir).metrics, total),
                                       name="radgrpo-steps", daemon=True)
         self._tail.start()
 
@@ -200,7 +200,7 @@ class RunConsole:
                         if line:
                             self.print(f"radgrpo: {line}  [at {time.time() - self.started:.0f} s]")
             if last_step is not None:
-                prune_rollouts(self.run_dir / "rollouts", *self._retention, last_step=last_step)
+                prune_rollouts(RunFolder(self.run_dir).rollouts, *self._retention, last_step=last_step)
             if stopping:
                 return
             self._stop.wait(self.POLL_S)

@@ -1,9 +1,10 @@
-"""Turn a composed radgrpo config into a run plan: every check a user error can fail, before Ray.
+"""A run in two steps: plan (checks only), then materialise (build what the plan names).
 
-`plan_run` resolves the device, the model folder, the data files and the reward entry, and builds
-verl's config - raising `ConfigError` with one line naming what to fix (unknown option, missing file,
-bad override, malformed reward config). Nothing here starts Ray or touches a GPU, so `dry_run=true`
-and the fail-fast checks cost seconds.
+`plan_run` checks everything a user can get wrong - missing values, data files, the model folder, the
+reward, the device, every verl key - and builds verl's config, raising `ConfigError` with one line
+naming what to fix. It writes nothing and starts nothing, so `dry_run=true`, the SLURM pre-submission
+check and a mistake in a local run all cost seconds. `materialise` then builds the tiny model, the
+synthetic data and the sampled subset the plan refers to, and points verl's config at them.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A mistake in the composed config, reported as one line before anything starts."""
+from radgrpo.errors import ConfigError  # noqa: F401  (raised here; callers import it from this module too)
 
 
 @dataclass
@@ -25,22 +24,35 @@ class RunPlan:
     run_dir: Path
     device: str
     family: str
-    model_path: str
-    train_files: list[str]
+    model_path: str  # a placeholder for a tiny model until materialised
+    train_files: list[str]  # placeholders for generated data until materialised
     val_files: list[str]
-    data_dir: Path | None
+    data_dir: Path | None  # the prepared or generated dataset folder (its manifest.json), once known
     verl_config: DictConfig
+    computed: dict[str, Any]  # the verl keys radgrpo computed (engine.verl_config.computed_keys)
+    checked_files: tuple[list[str], list[str]] | None  # None: the data option generates its own
 
 
 def resolve_device(requested: str) -> str:
-    """`auto` -> `cuda` when torch sees a GPU, else `cpu`."""
+    """`auto` -> `cuda` when torch sees a GPU, else `cpu`.
+
+    Without a GPU driver's device files torch cannot see a GPU either, so the answer is `cpu` without
+    importing torch (seconds of a dry run or a config check); with them, torch decides.
+    """
     if requested in ("cpu", "cuda"):
         return requested
     if requested != "auto":
         raise ConfigError(f"cluster.device must be auto, cpu or cuda, got {requested!r}")
+    if not gpu_driver_present():
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def gpu_driver_present() -> bool:
+    """NVIDIA (/dev/nvidia0..) or ROCm (/dev/kfd) device files: a GPU torch.cuda could use."""
+    return Path("/dev/kfd").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 def resolve_model_path(model: DictConfig, cache: str) -> str:
@@ -99,9 +111,14 @@ def _parquet_files(spec: Any, key: str) -> list[str]:
     return files
 
 
+DATA_GENERATORS = ("synthetic_grounding",)
+
+
 def check_data_files(data: DictConfig) -> tuple[list[str], list[str]] | None:
     """The configured train/val parquet files, checked; None when the data option generates its own."""
     if data.get("train_files") is None and data.get("generator"):
+        if data.generator not in DATA_GENERATORS:
+            raise ConfigError(f"data.generator {data.generator!r} is unknown; known: {', '.join(DATA_GENERATORS)}")
         return None
     return _parquet_files(data.get("train_files"), "data.train_files"), _parquet_files(
         data.get("val_files"), "data.val_files")
@@ -116,71 +133,99 @@ def materialise_data(data: DictConfig, model: DictConfig, cache: str,
         first = Path(train[0]).parent
         data_dir = first.parent if (first.parent / "manifest.json").exists() else None
         return train, val, data_dir
-    if data.generator != "synthetic_grounding":
-        raise ConfigError(f"data.generator {data.generator!r} is unknown; known: synthetic_grounding")
     from radgrpo.data.synthetic import SyntheticGroundingSpec, generate_synthetic_grounding
 
     spec = SyntheticGroundingSpec(
         num_train=int(data.num_train), num_val=int(data.num_val), image_size=int(data.image_size),
         no_finding_fraction=float(data.no_finding_fraction), seed=int(data.seed),
-        prompt_style=str(data.prompt_style), mixed_aspect_ratios=bool(data.get("mixed_aspect_ratios", False)),
-        min_pixels=model.get("min_pixels"), max_pixels=model.get("max_pixels"),
+        prompt=OmegaConf.to_container(data.prompt, resolve=True), min_pixels=model.get("min_pixels"), max_pixels=model.get("max_pixels"),
+        mixed_aspect_ratios=bool(data.get("mixed_aspect_ratios", False)),
     )
     folder = generate_synthetic_grounding(spec, Path(cache) / "data")
     return _parquet_files(str(folder / "train"), "data.train_files"), _parquet_files(
         str(folder / "val"), "data.val_files"), folder
 
 
-def reward_entry(reward: DictConfig) -> dict[str, Any]:
-    """verl's custom_reward_function keys for the composed reward option, after validating it."""
-    from radgrpo.rewards import validate_reward_config
-    from radgrpo.rewards import verl_entry
+def missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """The `???` values left in the composed config (OmegaConf.missing_keys resolves interpolations on
+    the way and fails on the first one that refers to a missing value)."""
+    found = []
+    for key in cfg.keys():
+        path = f"{prefix}{key}"
+        if OmegaConf.is_missing(cfg, key):
+            found.append(path)
+            continue
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig) and not OmegaConf.is_interpolation(cfg, key):
+            found.extend(missing_keys(node, f"{path}."))
+    return found
 
-    options = {k: v for k, v in OmegaConf.to_container(reward, resolve=True).items() if k != "verl"}
-    try:
-        validate_reward_config(options)
-    except (ValueError, KeyError) as exc:
-        raise ConfigError(f"reward '{reward.get('name')}': {exc}") from exc
-    return {"path": str(Path(verl_entry.__file__).resolve()), "name": "compute_score", "kwargs": options}
 
+def plan_run(cfg: DictConfig, *, ray_address: str | None = None) -> RunPlan:
+    """Check everything and build verl's config; writes nothing (see the module docstring).
 
-def plan_run(cfg: DictConfig, *, materialise: bool = True) -> RunPlan:
-    """Check and resolve everything; with materialise=False (dry run) build nothing on disk."""
+    `ray_address`: join this running Ray cluster (the SLURM multi-node head) instead of starting one.
+    """
+    from radgrpo.engine.algorithms import check_algorithm
     from radgrpo.engine.verl_config import build_verl_config, computed_keys, validate_verl_config
+    from radgrpo.rewards.verl_entry import result_keys
+    from radgrpo.runs.folder import RunFolder
+    from radgrpo.sampling import apply_sampling
+    from radgrpo.tracking import tracking_env
 
-    run_dir = Path(cfg.paths.run_dir)
-    # cheap checks first, so a mistake is reported before a tiny model or a dataset is built
+    missing = missing_keys(cfg)
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: mandatory, no value given; set it on the command line "
+                          f"({missing[0]}=...)")
+    folder = RunFolder(Path(cfg.paths.run_dir))
     checked = check_data_files(cfg.data)
     family = check_family(cfg.model)
     model_path = _check_model_path(cfg.model)
+    from radgrpo.rewards.verl_entry import reward_entry
+
     entry = reward_entry(cfg.reward)
     device = resolve_device(str(cfg.cluster.device))
     if device == "cuda" and not family.vllm_serves:
         raise ConfigError(f"model family {family.name} cannot train on GPUs yet: vLLM serves only its remote-code "
                           "layout and radgrpo's hf rollout runs on CPU (README, Model families)")
+    train, val = checked if checked else ([f"<generated by {cfg.data.generator}>"], ["<generated>"])
     try:
-        from radgrpo.tracking import tracking_env
-
-        tracking_env(cfg.logger, run_dir)
+        tracking_env(cfg.logger, folder.root)
+        train = apply_sampling(cfg.sampling, train, folder.data, materialise=False)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    if materialise:
-        model_path = resolve_model_path(cfg.model, cfg.paths.cache)
-        train, val, data_dir = materialise_data(cfg.data, cfg.model, cfg.paths.cache, checked)
-    else:
-        train, val = checked if checked else ([f"<generated by {cfg.data.generator}>"], ["<generated>"])
-        data_dir = None
-    from radgrpo.sampling import apply_sampling
-
-    try:
-        train = apply_sampling(cfg.sampling, train, run_dir, materialise=materialise)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    computed = computed_keys(cfg, model_path=model_path, train_files=train, val_files=val, run_dir=run_dir,
-                             reward_entry=entry, device=device)
+    computed = computed_keys(cfg, model_path=model_path, train_files=train, val_files=val, checkpoints=folder.checkpoints, validation=folder.validation,
+                             rollouts=folder.rollouts,
+                             reward_entry=entry, device=device, ray_address=ray_address)
     try:
         verl_cfg = build_verl_config(cfg, device=device, computed=computed)
         validate_verl_config(verl_cfg)
+        check_algorithm(verl_cfg, result_keys(entry["kwargs"]))
     except (ValueError, AssertionError) as exc:
         raise ConfigError(str(exc)) from exc
-    return RunPlan(run_dir, device, family.name, model_path, train, val, data_dir, verl_cfg)
+    return RunPlan(folder.root, device, family.name, model_path, train, val, None, verl_cfg, computed, checked)
+
+
+def materialise(plan: RunPlan, cfg: DictConfig) -> RunPlan:
+    """Build the tiny model, the generated data and the sampled subset the plan names, and point verl's
+    config at them (the computed keys, re-applied). Returns the updated plan."""
+    from dataclasses import replace
+
+    from radgrpo.engine.verl_config import apply
+    from radgrpo.runs.folder import RunFolder
+    from radgrpo.sampling import apply_sampling
+
+    from radgrpo.difficulty import cached_pass_rates
+
+    model_path = resolve_model_path(cfg.model, cfg.paths.cache)
+    train, val, data_dir = materialise_data(cfg.data, cfg.model, cfg.paths.cache, plan.checked_files)
+    try:
+        train = apply_sampling(cfg.sampling, train, RunFolder(plan.run_dir).data, materialise=True,
+                               pass_rates=cached_pass_rates(cfg, model_path))
+    except ValueError as exc:  # what the plan could not check: a subset of generated data
+        raise ConfigError(str(exc)) from exc
+    computed = {**plan.computed, "actor_rollout_ref.model.path": model_path, "data.train_files": train,
+                "data.val_files": val}
+    apply(plan.verl_config, computed)
+    return replace(plan, model_path=model_path, train_files=train, val_files=val, data_dir=data_dir,
+                   computed=computed)

@@ -7,6 +7,8 @@ import math
 import time
 from pathlib import Path
 
+from radgrpo.runs.folder import RunFolder, load_metrics, read_jsonl
+
 # Metrics worth a line in the summary and on the console, in verl 0.9.1's names.
 HEADLINE_METRICS = (
     "critic/score/mean",
@@ -37,6 +39,7 @@ def _train_steps(steps: list[dict]) -> list[dict]:
 def build_summary(run_dir: Path, steps: list[dict], *, wall_time_s: float, error: str | None,
                   this_attempt: list[dict] | None = None, attempts: int = 1) -> dict:
     """`steps` holds every attempt's metrics (a requeued run resumes); `this_attempt` the latest's."""
+    folder = RunFolder(Path(run_dir))
     final = steps[-1]["data"] if steps else {}
     train_steps = _train_steps(steps)
     latest = _train_steps(this_attempt if this_attempt is not None else steps)
@@ -51,22 +54,20 @@ def build_summary(run_dir: Path, steps: list[dict], *, wall_time_s: float, error
         "final_metrics": {k: _finite_or_none(final.get(k)) for k in HEADLINE_METRICS if k in final},
         "reward_mean_per_step": [_finite_or_none(s["data"].get("critic/score/mean")) for s in train_steps],
         "run_dir": str(run_dir),
-        "metrics_file": str(run_dir / "metrics.jsonl"),
-        "checkpoint_dir": str(run_dir / "checkpoints"),
-        "latest_checkpoint": latest_checkpoint(run_dir / "checkpoints"),
+        "metrics_file": str(folder.metrics),
+        "checkpoint_dir": str(folder.checkpoints),
+        "latest_checkpoint": latest_checkpoint(folder.checkpoints),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
 
 def write_summary(plan, *, started: float, error: str | None) -> dict:
-    from radgrpo.runs.local import load_metrics, read_jsonl
-
-    current = plan.run_dir / "metrics.jsonl"
+    folder = RunFolder(plan.run_dir)
     summary = build_summary(plan.run_dir, load_metrics(plan.run_dir), wall_time_s=time.time() - started,
-                            error=error, this_attempt=read_jsonl(current) if current.exists() else [],
-                            attempts=1 + len(list(plan.run_dir.glob("metrics.attempt*.jsonl"))))
+                            error=error, this_attempt=read_jsonl(folder.metrics) if folder.metrics.exists() else [],
+                            attempts=1 + len(folder.earlier_metrics()))
     summary["device"] = plan.device
     summary["model_path"] = plan.model_path
     summary["train_files"] = plan.train_files
-    (plan.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    folder.summary.write_text(json.dumps(summary, indent=2))
     return summary

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from radgrpo.data.synthetic import draw_chest
-from radgrpo.runs.local import load_metrics
+from radgrpo.runs.folder import load_metrics
 
 from ..conftest import REPO
 from ..unit.test_prep_inputs import GROUNDING_Q, llava
@@ -49,7 +49,7 @@ def test_prepared_radvlm_grounding_trains(tmp_path):
 
     train = subprocess.run([sys.executable, "-m", "radgrpo.cli.train", "data=prepared", f"data.dir={prepared}",
                             "reward=iou_format",
-                            "algorithm.total_training_steps=1", "data.verl.data.train_batch_size=8",
+                            "algorithm.total_training_steps=1", "algorithm.train_batch_size=8",
                             "data.verl.data.max_prompt_length=512", "data.verl.data.max_response_length=48"],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     assert train.returncode == 0, (train.stdout[-3000:], train.stderr[-5000:])

@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from radgrpo.tracking import wandb_run_id
+from radgrpo.tracking.offline import read_offline_run
+
 from .slurm_fixture import (CPU_SLURM_ARGS, REPO, radgrpo_cmd, radgrpo_env, run_radgrpo, run_root,  # noqa: F401
                            slurm_cluster, submitted)
 
@@ -141,7 +144,8 @@ def test_usr2_after_a_checkpoint_requeues_and_training_resumes_at_the_next_step(
     # 8 rows, batch 4: 2 steps per epoch, so the checkpoint at step 2 sits on an epoch boundary, where
     # verl used to resume and train 0 steps (verl PR #5725).
     args = ["cluster=slurm", *CPU_SLURM_ARGS, *NO_VALIDATION, f"algorithm.total_training_steps={total}",
-            "data.num_train=8", "verl.trainer.save_freq=2", f"paths.output_root={run_root}"]
+            "data.num_train=8", "verl.trainer.save_freq=2", "logger=wandb", "logger.mode=offline",
+            f"paths.output_root={run_root}"]
     proc = subprocess.Popen([*radgrpo_cmd(), *args], cwd=REPO, env=radgrpo_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     out = []
@@ -179,3 +183,10 @@ def test_usr2_after_a_checkpoint_requeues_and_training_resumes_at_the_next_step(
     assert resumed_steps[-1] == total, resumed_steps
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps_completed"] == total
+    # both attempts logged into ONE wandb run (the id is the run folder's), steps continuing
+    offline = read_offline_run(run_dir, wandb_run_id(run_dir))
+    assert len(offline.folders) >= 3, offline.folders  # first attempt, requeued attempt, post-run summary
+    steps = [row["_step"] for row in offline.history if "actor/pg_loss" in row]
+    assert sorted(set(steps)) == list(range(1, total + 1)), steps
+    assert steps[-(total - resumed_from):] == list(range(resumed_from + 1, total + 1)), steps
+    assert offline.summary["status"] == "completed" and offline.summary["attempts"] == 2

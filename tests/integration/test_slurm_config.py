@@ -56,7 +56,7 @@ def test_unset_sbatch_values_are_left_to_the_site_and_cpu_nodes_ask_for_no_gpu()
     assert params["nodes"] == 1 and params["tasks_per_node"] == 1
 
 
-@pytest.mark.parametrize("preset, runs", [("tiny_2x2", 4), ("data_size_x_sampling", 18)])
+@pytest.mark.parametrize("preset, runs", [("tiny_2x2", 4), ("data_size_x_sampling", 18), ("cpu_size_x_sampling", 8)])
 def test_sweep_presets_are_multiruns(preset, runs):
     cfg = composed(f"sweep={preset}", hydra=True)
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
@@ -66,8 +66,8 @@ def test_sweep_presets_are_multiruns(preset, runs):
 def test_launch_runs_in_place_for_local_and_inside_a_single_node_slurm_job(monkeypatch):
     calls = []
 
-    def run_local(cfg, extra):
-        calls.append(list(extra))
+    def run_local(cfg, ray_address):
+        calls.append(ray_address)
         return {"status": "completed"}
 
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
@@ -75,7 +75,7 @@ def test_launch_runs_in_place_for_local_and_inside_a_single_node_slurm_job(monke
     monkeypatch.setenv("SLURM_JOB_ID", "42")
     cfg = OmegaConf.create({"cluster": {"name": "slurm", "nnodes": 1, "slurm": {}}})
     assert cluster.launch(cfg, run_local) == {"status": "completed"}
-    assert calls == [[], []]
+    assert calls == [None, None]  # a fresh local Ray, no head to join
 
 
 def test_multinode_inside_an_allocation_without_one_task_per_node_is_refused(monkeypatch, tmp_path):

@@ -13,9 +13,9 @@ from radgrpo.runs.plan import ConfigError, plan_run
 
 from ..conftest import CONF_DIR
 
-TRAIN_GROUPS = ("model", "data", "reward", "algorithm", "sampling", "cluster", "logger", "experiment", "sweep")
+TRAIN_GROUPS = ("model", "data", "prompt", "reward", "algorithm", "sampling", "cluster", "logger", "experiment", "sweep")
 # Options that need a value only the user can give; composing them must still work.
-REQUIRED_USER_VALUES = {("data", "prepared"): {"data.dir"}}
+REQUIRED_USER_VALUES = {("data", "prepared"): {"data.dir"}, ("data", "radvlm_tasks"): {"data.dirs"}}
 # Options whose checks must fail until the user points them at local models or a judge endpoint.
 NEEDS_LOCAL_RESOURCES = {("reward", "radcliq"), ("reward", "green")}
 
@@ -45,17 +45,18 @@ def test_every_option_composes_into_a_verl_config(group, option, tmp_path):
         return  # composes; planning needs e.g. data.dir, covered by the prepared-data tests
     if (group, option) in NEEDS_LOCAL_RESOURCES:
         with pytest.raises(ConfigError, match="reward"):
-            plan_run(cfg, materialise=False)
+            plan_run(cfg)
         return
-    plan = plan_run(cfg, materialise=False)
+    plan = plan_run(cfg)
     verl = plan.verl_config
-    assert verl.algorithm.adv_estimator == "grpo"
+    if group != "algorithm":  # the algorithm options' own keys: tests/unit/test_algorithms.py
+        assert verl.algorithm.adv_estimator == "grpo"
     assert verl.reward.custom_reward_function.path.endswith("radgrpo/rewards/verl_entry.py")
     assert verl.trainer.default_local_dir == str(tmp_path / "run" / "checkpoints")
 
 
 def test_the_default_is_the_cpu_smoke_run(tmp_path):
-    plan = plan_run(compose_train(["cluster.device=cpu"], tmp_path), materialise=False)
+    plan = plan_run(compose_train(["cluster.device=cpu"], tmp_path))
     verl = plan.verl_config
     assert plan.device == "cpu"
     assert verl.actor_rollout_ref.rollout.name == "hf"
@@ -65,7 +66,7 @@ def test_the_default_is_the_cpu_smoke_run(tmp_path):
 
 
 def test_gpu_device_uses_verls_vllm_rollout(tmp_path):
-    plan = plan_run(compose_train(["cluster.device=cuda", "model=qwen2_5_vl_7b"], tmp_path), materialise=False)
+    plan = plan_run(compose_train(["cluster.device=cuda", "model=qwen2_5_vl_7b"], tmp_path))
     verl = plan.verl_config
     assert verl.actor_rollout_ref.rollout.name == "vllm"
     assert verl.actor_rollout_ref.model.path == "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -74,7 +75,7 @@ def test_gpu_device_uses_verls_vllm_rollout(tmp_path):
 
 def test_pass_through_verl_keys_win_over_group_mappings(tmp_path):
     cfg = compose_train(["++verl.trainer.total_training_steps=7", "++verl.data.max_response_length=16"], tmp_path)
-    verl = plan_run(cfg, materialise=False).verl_config
+    verl = plan_run(cfg).verl_config
     assert verl.trainer.total_training_steps == 7
     assert verl.data.max_response_length == 16
 
@@ -82,7 +83,7 @@ def test_pass_through_verl_keys_win_over_group_mappings(tmp_path):
 def test_a_misspelt_verl_key_is_an_error_with_a_suggestion(tmp_path):
     cfg = compose_train(["++verl.trainer.total_training_step=7"], tmp_path)
     with pytest.raises(ConfigError, match="did you mean trainer.total_training_steps"):
-        plan_run(cfg, materialise=False)
+        plan_run(cfg)
 
 
 def test_missing_local_model_folder_is_named(tmp_path):
@@ -102,4 +103,4 @@ def test_a_subset_larger_than_the_data_fails_before_anything_runs(tmp_path):
     cfg = compose_train(["data=prepared", f"data.dir={tmp_path / 'ds'}", "sampling=uniform", "sampling.size=50"],
                         tmp_path)
     with pytest.raises(ConfigError, match="sampling.size=50 but the training files hold only 10 rows"):
-        plan_run(cfg, materialise=False)
+        plan_run(cfg)

@@ -33,7 +33,7 @@ def test_every_family_is_complete():
 def test_real_model_options_plan_a_vllm_gpu_run_verl_accepts(option, path, tmp_path):
     # what `radgrpo model=<option> cluster.device=cuda dry_run=true` plans; plan_run ends with verl's
     # own validate_config
-    plan = plan_run(compose_train([f"model={option}", "cluster.device=cuda"], tmp_path), materialise=False)
+    plan = plan_run(compose_train([f"model={option}", "cluster.device=cuda"], tmp_path))
     verl = plan.verl_config
     assert plan.device == "cuda" and verl.actor_rollout_ref.rollout.name == "vllm"
     assert verl.actor_rollout_ref.model.path == path
@@ -48,17 +48,17 @@ def test_real_model_options_plan_a_vllm_gpu_run_verl_accepts(option, path, tmp_p
 
 def test_a_family_vllm_cannot_serve_stops_a_gpu_plan_with_one_line(tmp_path):
     with pytest.raises(ConfigError, match="phi4_multimodal cannot train on GPUs yet") as error:
-        plan_run(compose_train(["model=phi4_multimodal", "cluster.device=cuda"], tmp_path), materialise=False)
+        plan_run(compose_train(["model=phi4_multimodal", "cluster.device=cuda"], tmp_path))
     assert "\n" not in str(error.value)
-    plan = plan_run(compose_train(["model=tiny_phi4_multimodal", "cluster.device=cpu"], tmp_path), materialise=False)
+    plan = plan_run(compose_train(["model=tiny_phi4_multimodal", "cluster.device=cpu"], tmp_path))
     assert plan.family == "phi4_multimodal" and plan.verl_config.actor_rollout_ref.rollout.name == "hf"
 
 
 def test_unknown_family_and_foreign_tiny_model_are_one_line_errors(tmp_path):
     with pytest.raises(ConfigError, match="model.family 'nope' is unknown; known: "):
-        plan_run(compose_train(["model.family=nope"], tmp_path), materialise=False)
+        plan_run(compose_train(["model.family=nope"], tmp_path))
     with pytest.raises(ConfigError, match="not a tiny model of family gemma3"):
-        plan_run(compose_train(["model.family=gemma3"], tmp_path), materialise=False)
+        plan_run(compose_train(["model.family=gemma3"], tmp_path))
 
 
 def test_merge_pads_per_image_patch_counts_to_the_micro_batch_largest():

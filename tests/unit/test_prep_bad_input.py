@@ -40,6 +40,7 @@ def _bad(image: str, missing: str, corrupt: str) -> list[tuple[str, str]]:
         ("box_malformed", g("vindr-cxr_b12", "At [0.1, 0.1, 0.2].")),
         ("box_out_of_range", g("vindr-cxr_b13", "At [0.1, 0.1, 1.2, 0.2].")),
         ("box_inverted", g("vindr-cxr_b14", "At [0.5, 0.1, 0.2, 0.2].")),
+        ("box_empty", g("vindr-cxr_b14e", "At [0.2, 0.1, 0.2, 0.3].")),
         ("no_boxes", g("vindr-cxr_b15", "It looks a bit unusual to me.")),
         ("bad_unicode", g("vindr-cxr_b16", "At [0.1, 0.1, 0.2, 0.2] \ud800.")),  # a lone surrogate
         ("bad_unicode", "RAW_BAD_BYTES"),  # invalid UTF-8 bytes, spliced in below

@@ -23,7 +23,8 @@ ANSWERS = ["No abnormalities or lesions are detected on this Chest X-ray.", "It 
            "At [0.5, 0.2, 0.3, 0.4].", "At [0.1, 0.2, 0.3].", "At [0.00001, 0.2, 0.3, 0.4].",
            "At [.5, 0.2, 0.6, 0.9]", " [0.1,0.2,0.3,0.4] ", "", "Heart size normal.", "At [0.1, 0.2, 1.5, 0.4].",
            "Sure: [0.123456789012345, 0.2, 0.3, 0.4]; [0.0, 0.0, 1.0, 1.0]", "Unicode ✓ at [0.1, 0.2, 0.3, 0.4]"]
-IDS = ["vindr-cxr_{i}", "vindr-cxr-mono_{i}", "mimic-cxr_{i}", "  padded_{i} ", "noprefix{i}", ""]
+IDS = ["vindr-cxr_{i}", "vindr-cxr-mono_{i}", "mimic-cxr_{i}", "  padded_{i} ", "noprefix{i}", "",
+       "vindr-cxr-train2_{i}", "vindr-cxr-mono-train1_{i}", "mscxr-train3_{i}", "-train1_{i}", "mimic-test_{i}"]
 
 
 def _records(rng: random.Random, images: list[str], n: int) -> list:
@@ -39,7 +40,7 @@ def _records(rng: random.Random, images: list[str], n: int) -> list:
         elif roll < 0.09:
             rec["conversations"][0]["from"] = "gpt"
         elif roll < 0.11:
-            rec["dataset"] = rng.choice(["vindr-cxr", " ", "other"])
+            rec["dataset"] = rng.choice(["vindr-cxr", " ", "other", "padchest-train2"])
         elif roll < 0.13:
             rec["image"] = rng.choice(["", "   ", None])
         out.append(rec)
@@ -72,7 +73,8 @@ def _run_both(tmp_path, monkeypatch, src, extra: list[str], block_bytes: int = 4
 @pytest.mark.parametrize("extra", [
     ["val_fraction=0"],
     ["val_fraction=0.3", "prompt=think"],
-    ["source.dataset_filter=[vindr-cxr,noprefix3]", "images.min_pixels=100", "images.max_pixels=4000"],
+    ["source.dataset_filter=[vindr-cxr,vindr-cxr-mono,mscxr-train3]", "images.min_pixels=100",
+     "images.max_pixels=4000"],
     ["max_prompt_chars=95", "task=report"],
     ["task=classification"],
 ])
@@ -102,7 +104,7 @@ def test_small_blocks_and_broken_records_between_them(tmp_path, monkeypatch):
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(*[st.floats(0, 1, allow_nan=False)] * 4), max_size=4))
 def test_grounding_truth_text_equals_encode_ground_truth(boxes):
-    boxes = [[min(a, c), min(b, d), max(a, c), max(b, d)] for a, b, c, d in boxes]
+    boxes = [[min(a, c), min(b, d), max(a, c), max(b, d)] for a, b, c, d in boxes if a != c and b != d]
     assert grounding_truth(boxes) == encode_ground_truth("grounding", boxes=boxes)
     text = " and ".join(f"[{', '.join(map(repr, b))}]" for b in boxes)
     assert extract_boxes(text) == boxes

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from radgrpo.prep.writer import MANIFEST, DatasetWriter
+from radgrpo.data.writer import MANIFEST, DatasetWriter
 from tests.unit.test_prep_inputs import GROUNDING_Q, llava, png, prep, write_json
 
 

@@ -105,8 +105,10 @@ def _options():
 def test_every_reward_option_is_self_contained(path):
     config = yaml.safe_load(path.read_text())
     assert config["name"] == path.stem
-    assert config["terms"] and all({"name", "weight", "params"} <= set(t) for t in config["terms"])
-    needs_local_setup = any(REGISTRY[t["name"]].check_config and t["name"] in ("radcliq", "green") for t in config["terms"])
+    lists = list(config["routes"].values()) if "routes" in config else [config["terms"]]
+    terms = [t for listed in lists for t in listed]
+    assert terms and all({"name", "weight", "params"} <= set(t) for t in terms)
+    needs_local_setup = any(REGISTRY[t["name"]].check_config and t["name"] in ("radcliq", "green") for t in terms)
     if needs_local_setup:
         with pytest.raises(ValueError, match=r"reward\.\S+ is not set"):
             validate_reward_config(config)

@@ -6,6 +6,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from radgrpo.engine.reward_metrics import reward_component_metrics, with_reward_components
 from radgrpo.rewards.verl_entry import compute_score
@@ -37,16 +38,19 @@ def test_wrapped_compute_metrics_adds_components_of_non_padding_samples():
 
     def kv_batch_get(keys, partition_id, select_fields):
         seen.update(keys=keys, partition_id=partition_id, fields=select_fields)
-        return {"extra_fields": extra}
+        return {"extra_fields": extra, "rm_scores": [torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([0.0])]}
 
     def original(self, batch, metrics, timing_raw, global_steps, epoch):
         metrics["critic/score/mean"] = 0.5
 
-    batch = SimpleNamespace(keys=["k0", "k1", "k2"], partition_id="train", tags=[{}, {"is_padding": True}, {}])
+    batch = SimpleNamespace(keys=["k0_0_0", "k1_0_0", "k2_0_0"], partition_id="train",
+                            tags=[{}, {"is_padding": True}, {}])
     metrics = {}
     with_reward_components(original, kv_batch_get)(None, batch, metrics, {}, 1, 0)
-    assert metrics == {"critic/score/mean": 0.5, "reward/iou/mean": 1.0, "reward/format/mean": 0.0}
-    assert seen == {"keys": ["k0", "k1", "k2"], "partition_id": "train", "fields": ["extra_fields"]}
+    assert metrics == {"critic/score/mean": 0.5, "reward/iou/mean": 1.0, "reward/format/mean": 0.0,
+                       "groups/count": 2.0, "groups/tied_frac": 0.0}
+    assert seen == {"keys": ["k0_0_0", "k1_0_0", "k2_0_0"], "partition_id": "train",
+                    "fields": ["extra_fields", "rm_scores"]}
 
 
 def test_the_plugin_patches_verls_trainer_in_a_fresh_process():

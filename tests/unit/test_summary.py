@@ -2,7 +2,7 @@
 
 import json
 
-from radgrpo.runs.local import load_metrics, read_jsonl
+from radgrpo.runs.folder import load_metrics, read_jsonl
 from radgrpo.runs.summary import build_summary
 
 

@@ -1,9 +1,19 @@
 """RadVLM's LLaVA-format instruction data (seed 001), as JSON list or LLaVA-format parquet (seed 000).
 
 A record is `{"image": path or [paths], "conversations": [{"from": "human"|"gpt", "value": ...}],
-"id": "<dataset>_<n>"}`. RadVLM builds ids as `f"{id_prefix}_{index}"` with the dataset as prefix
-(`vindr-cxr_123`), which is what seed 000's `--dataset_filter vindr-cxr vindr-cxr-mono` matches; a
-`dataset` field, when present, wins.
+"id": "<id_prefix>_<n>"}`. RadVLM builds ids as `f"{id_prefix}_{index}"` (`create_json_cell_llava` in
+uzh-dqbm-cmi/RadVLM `radvlm/data/create_instructions.py`), and its `radvlm/data/create_llava_dataset.py`
+gives each pass over a dataset a split-suffixed prefix: `vindr-cxr-train1`, `vindr-cxr-train2`,
+`vindr-cxr-mono-train1` (three passes), `mscxr-train1..3`, `padchest-train1..2`, `mimic-train`,
+`chexpertplus-train`, `chestima-train`, `mimic-labels-train`, `chexpert-train`, `conv-train`,
+`conv-grounded-train1..4`, `conv-grounded-padchest-train1..4`; test sets (rfahrn/RadVLM's VLM-R1
+test script) use `mimic-test`, `vindr-cxr-test`, ... The dataset of a record is the prefix without
+that split suffix (`canonical_dataset`): `vindr-cxr`, `vindr-cxr-mono`, `mscxr`, `padchest`, `mimic`,
+`mimic-labels`, `chexpertplus`, `chestima`, `chexpert`, `conv`, `conv-grounded`,
+`conv-grounded-padchest` - so seed 000's `--dataset_filter vindr-cxr vindr-cxr-mono` keeps both
+VinDr id styles (`vindr-cxr_12` and `vindr-cxr-train1_12`) and `data_source` names one dataset. A
+`dataset` field, when present, wins (and is read the same way). The raw prefix stays in
+`extra_info.id_prefix`; `dataset_filter` matches either.
 
 The file mixes tasks without a task field, so the task is read from the conversation:
 multi-turn -> conversation; boxes in the answer or a location question -> grounding; a question
@@ -17,7 +27,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from radgrpo.prep.boxes import extract_boxes, has_boxes, says_no_finding
+from radgrpo.data.answers import answer_labels, says_no_finding
+from radgrpo.prep.boxes import extract_boxes, has_boxes
 from radgrpo.prep.errors import Drop
 from radgrpo.prep.sample import Sample, check_unicode, require_text, split_image_tags
 from radgrpo.prep.sources.common import image_refs, record_id
@@ -30,16 +41,33 @@ _LOCATION = re.compile(
 _CLASSIFICATION = re.compile(r"\b(abnormalit\w*|patholog\w*|diseases?|conditions?|diagnos\w*)\b",
                              re.IGNORECASE)
 _REPORT = re.compile(r"\b(report|findings|analy[sz]\w*|describe)\b", re.IGNORECASE)
-_LABEL_SPLIT = re.compile(r"\s*(?:,|;|\band\b)\s*")
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
 
-def dataset_of(record: dict, rid: str) -> str:
-    """The dataset a record comes from: its `dataset` field, else its id prefix."""
+# a split suffix of a RadVLM id prefix; RE2-compatible, so the fast path uses the same pattern
+SPLIT_SUFFIX = r"-(?:train|test|valid|val)[0-9]*$"
+_SPLIT_SUFFIX = re.compile(SPLIT_SUFFIX)
+
+
+def canonical_dataset(prefix: str) -> str:
+    """The dataset an id prefix names: `vindr-cxr-train2` -> `vindr-cxr`, `mimic-test` -> `mimic`."""
+    return _SPLIT_SUFFIX.sub("", prefix) or prefix
+
+
+def dataset_of(record: dict, rid: str) -> tuple[str, str]:
+    """(canonical dataset, raw prefix) of a record: its `dataset` field, else its id up to the last
+    `_` (`unknown` without one)."""
     name = record.get("dataset")
     if isinstance(name, str) and name.strip():
-        return name.strip()
-    return rid.rsplit("_", 1)[0] if "_" in rid else "unknown"
+        raw = name.strip()
+    else:
+        raw = rid.rsplit("_", 1)[0] if "_" in rid else "unknown"
+    return canonical_dataset(raw), raw
+
+
+def wanted_dataset(dataset: str, raw: str, dataset_filter) -> bool:
+    """Whether `dataset_filter` (None: everything) keeps a record of this dataset / raw prefix."""
+    return dataset_filter is None or dataset in dataset_filter or raw in dataset_filter
 
 
 def turns_of(conversations: Any) -> list[tuple[str, str]]:
@@ -88,9 +116,9 @@ def to_sample(key: Any, record: Any, options) -> Sample:
     if not isinstance(record, dict):
         raise Drop("not_a_record", f"record is {type(record).__name__}, not an object")
     rid = record_id(record.get("id"), key)
-    dataset = dataset_of(record, rid)
+    dataset, raw = dataset_of(record, rid)
     turns = turns_of(record.get("conversations"))
-    if options.dataset_filter is not None and dataset not in options.dataset_filter:
+    if not wanted_dataset(dataset, raw, options.dataset_filter):
         raise Drop("dataset_filter", dataset)
     task = infer_task(turns)
     if task != options.task:
@@ -108,7 +136,7 @@ def to_sample(key: Any, record: Any, options) -> Sample:
         raise Drop("empty_question", "the question is only <image> tags")
 
     sample = Sample(id=rid, dataset=dataset, task=task, question=question, answer=answer,
-                    images=images, history=earlier)
+                    images=images, history=earlier, id_prefix=raw)
     _fill_truth(sample)
     return sample
 
@@ -123,8 +151,7 @@ def _fill_truth(sample: Sample) -> None:
         sample.truth = {"boxes": boxes}
         sample.answer_type = "no_finding" if not boxes else "single_box" if len(boxes) == 1 else "multi_box"
     elif sample.task == "classification":
-        labels = [] if says_no_finding(answer) else [
-            lab.lower() for lab in _LABEL_SPLIT.split(answer.rstrip(". ")) if lab]
+        labels = answer_labels(answer)
         sample.truth = {"labels": labels}
         sample.answer_type = "normal" if not labels else "abnormal"
         sample.label = labels[0] if labels else "no finding"
