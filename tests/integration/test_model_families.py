@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from radgrpo.engine.vision_trace import read_trace
-from radgrpo.runs.local import load_metrics
+from radgrpo.runs.folder import load_metrics
 
 from ..conftest import REPO
 
