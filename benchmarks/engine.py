@@ -41,6 +41,7 @@ def _server_and_requests(prompts: int, n: int, max_tokens: int):
     from radgrpo.models.tiny import WARM_START_PROMPT, cache_root, ensure_tiny_model
 
     register_torchvision_free_processors()
+    os.environ.setdefault("RADGRPO_MODEL_FAMILY", "qwen2_5_vl")  # what a run's engine sets for the server
     path = str(ensure_tiny_model("tiny_qwen2_5_vl", cache_root() / "tiny_models"))
     server = HFRolloutServer(OmegaConf.create({"max_model_len": None, "response_length": max_tokens, "seed": 0}),
                              OmegaConf.create({"path": path, "trust_remote_code": False, "override_config": {}}),

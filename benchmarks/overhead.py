@@ -62,7 +62,7 @@ def raw_command(run_dir: Path) -> tuple[list[str], dict[str, str]]:
         del cfg["hydra"]
     plan = materialise(plan_run(cfg), cfg)
     run_dir.mkdir(parents=True, exist_ok=True)  # radgrpo makes its run folder; verl's file logger does not
-    env = process_env(plan.device, run_dir / "metrics.jsonl")
+    env = process_env(plan.device, plan.family, run_dir / "metrics.jsonl")
     attach_env(plan.verl_config, env)
     base = flatten(verl_base())
     wanted = flatten(plan.verl_config)

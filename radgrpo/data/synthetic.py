@@ -39,15 +39,22 @@ class SyntheticGroundingSpec:
     prompt: dict | None = None   # the composed `prompt` group (conf/prompt/<style>.yaml); None: plain question
     min_pixels: int | None = None
     max_pixels: int | None = None
+    # Every other row a landscape image of half the height (aspect ratio 2:1), so one micro-batch
+    # holds images of two shapes - what families with aspect-dependent patch counts must merge.
+    mixed_aspect_ratios: bool = False
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def draw_chest(rng: np.random.Generator, size: int, n_lesions: int) -> tuple[np.ndarray, list[list[float]]]:
-    """One 8-bit grayscale image and its lesion boxes [x1, y1, x2, y2] in [0, 1]."""
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    image = 0.12 + 0.05 * rng.standard_normal((size, size))
+def draw_chest(rng: np.random.Generator, size: int, n_lesions: int,
+               height: int | None = None) -> tuple[np.ndarray, list[list[float]]]:
+    """One 8-bit grayscale image (`size` wide, `height` or `size` high) and its lesion boxes
+    [x1, y1, x2, y2] in [0, 1]."""
+    height = height or size
+    yy, xx = np.mgrid[0:height, 0:size]
+    yy, xx = yy / height, xx / size
+    image = 0.12 + 0.05 * rng.standard_normal((height, size))
     for cx in (0.3, 0.7):  # lung fields: brighter ellipses
         image += 0.35 * (((xx - cx) / 0.17) ** 2 + ((yy - 0.5) / 0.33) ** 2 < 1)
     image += 0.2 * (np.abs(xx - 0.5) < 0.06)  # mediastinum
@@ -67,7 +74,8 @@ def _rows(spec: SyntheticGroundingSpec, split: str, count: int, image_dir: Path,
     template = PromptTemplate.from_mapping(spec.prompt)
     for index in range(count):
         n_lesions = 0 if rng.random() < spec.no_finding_fraction else int(rng.integers(1, 3))
-        pixels, boxes = draw_chest(rng, spec.image_size, n_lesions)
+        height = spec.image_size // 2 if spec.mixed_aspect_ratios and index % 2 else spec.image_size
+        pixels, boxes = draw_chest(rng, spec.image_size, n_lesions, height)
         name = f"{split}_{index:05d}.png"
         Image.fromarray(pixels, mode="L").save(image_dir / name)
         image = {"image": f"file://{(final_dir / name).resolve()}"}
@@ -81,7 +89,7 @@ def _rows(spec: SyntheticGroundingSpec, split: str, count: int, image_dir: Path,
             "images": [image],
             "ability": "grounding",
             "reward_model": {"style": "rule", "ground_truth": encode_ground_truth(
-                "grounding", boxes=boxes, image_size=[spec.image_size, spec.image_size])},
+                "grounding", boxes=boxes, image_size=[spec.image_size, height])},
             "extra_info": {
                 "id": f"{DATA_SOURCE}-{split}-{index}",
                 "split": split,

@@ -15,8 +15,9 @@ module supplies the three pieces verl expects of a rollout backend, registered u
   verl streams the updated weights through `update_weights`; every rank drains the stream (it may
   involve FSDP collectives) and rank 0 of the replica ships the state dict to the server.
 
-Vision special tokens are suppressed during generation: a random tiny model would otherwise emit
-`<|image_pad|>` and break Qwen2.5-VL's rope-index computation on the actor side.
+What differs between model families - the auto class, the image inputs `generate` takes, the special
+tokens never to sample (a random tiny model would otherwise emit image placeholders and break the
+actor's forward) - comes from the run's model family (radgrpo.models.families).
 """
 
 from __future__ import annotations
@@ -36,9 +37,12 @@ from verl.utils.device import get_resource_name
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
+from radgrpo.engine import vision_trace
+from radgrpo.models.families import ENV as FAMILY_ENV
+from radgrpo.models.families import active_family
+
 logger = logging.getLogger(__name__)
 
-VISION_SPECIAL_TOKENS = ("<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|vision_pad|>")
 # verl's agent loop sends `det-<sample index>` request ids under `rollout.full_determinism=true`.
 DETERMINISTIC_REQUEST_PREFIX = "det-"
 
@@ -48,12 +52,11 @@ def server_actor_name(replica_rank: int) -> str:
     return f"radgrpo_hf_rollout_{ray.get_runtime_context().get_job_id()}_{replica_rank}"
 
 
-def _load_model(local_path: str, trust_remote_code: bool):
-    """The policy's architecture class, on CPU in float32, in eval mode."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+def _load_model(family, local_path: str, trust_remote_code: bool):
+    """The policy's architecture class (the family's auto class), on CPU in float32, in eval mode."""
+    import transformers
 
-    config = AutoConfig.from_pretrained(local_path, trust_remote_code=trust_remote_code)
-    auto_cls = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
+    auto_cls = getattr(transformers, family.auto_class)
     model = auto_cls.from_pretrained(
         local_path, dtype=torch.float32, attn_implementation="sdpa", trust_remote_code=trust_remote_code
     )
@@ -149,7 +152,10 @@ class HFRolloutServer:
         model_config = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
         self.tokenizer = model_config.tokenizer
         self.processor = model_config.processor
-        self.model = _load_model(model_config.local_path, bool(model_config.trust_remote_code))
+        self.family = active_family()
+        if self.family is None:
+            raise RuntimeError(f"the hf rollout needs the model family: {FAMILY_ENV} is not set")
+        self.model = _load_model(self.family, model_config.local_path, bool(model_config.trust_remote_code))
         self.generation_config = self.model.generation_config
         self.suppress_tokens = self._suppressed_token_ids()
         eos = self.generation_config.eos_token_id
@@ -168,21 +174,22 @@ class HFRolloutServer:
         self._batcher: Optional[asyncio.Task] = None
         self._arrived = asyncio.Event()
 
-    # ----- family-specific inputs (one place per concern) -------------------------------------
+    # ----- family-specific inputs (the run's model family decides) ----------------------------
     def _suppressed_token_ids(self) -> list[int]:
-        """Tokens the rollout never samples: a random model emitting Qwen-VL's vision tokens breaks
-        the actor's rope-index computation."""
+        """Tokens the rollout never samples: the family's image placeholders, which a random model
+        would otherwise emit and which break the actor's forward."""
         vocab = self.tokenizer.get_vocab()
-        return [vocab[t] for t in VISION_SPECIAL_TOKENS if t in vocab]
+        return [vocab[t] for t in self.family.suppress_tokens if t in vocab]
 
-    def _vision_inputs(self, images: list[Any], input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The model's image inputs for a batch: every row's images in row order (Qwen-VL: patches
-        concatenated in `pixel_values`, one `image_grid_thw` row per image) and the token-type mask."""
-        inputs = dict(self.processor.image_processor(images=images, return_tensors="pt"))
-        image_token_id = getattr(self.processor, "image_token_id", None)
-        if image_token_id is not None:
-            inputs["mm_token_type_ids"] = (input_ids == image_token_id).long()
-        return inputs
+    def _vision_inputs(self, requests: list["_Request"], input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The model's image inputs for a batch: every row's images in row order, as the family's
+        `generate` takes them; each row's image sizes and placeholder count go to the vision trace."""
+        images = [image for request in requests for image in request.images]
+        image_token_id = self.family.image_token_id(self.tokenizer)
+        for row, request in enumerate(requests):
+            vision_trace.record("rollout", image_sizes=[list(getattr(im, "size", ())) for im in request.images],
+                                image_tokens=int((input_ids[row] == image_token_id).sum()))
+        return self.family.rollout_inputs(self.processor, input_ids, images)
 
     # ----- generation -------------------------------------------------------------------------
     async def generate(
@@ -262,9 +269,8 @@ class HFRolloutServer:
             input_ids[row, width - len(request.prompt_ids):] = torch.tensor(request.prompt_ids)
             attention_mask[row, width - len(request.prompt_ids):] = 1
         inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
-        images = [image for request in requests for image in request.images]
-        if images:
-            inputs.update(self._vision_inputs(images, input_ids))
+        if any(request.images for request in requests):
+            inputs.update(self._vision_inputs(requests, input_ids))
 
         sampler = _RowSampler(requests, self.suppress_tokens, width, max(limits))
         with torch.no_grad():

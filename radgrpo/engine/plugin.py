@@ -5,10 +5,12 @@ GPU clusters alike:
 - always: adds each reward component's batch mean to the step metrics (radgrpo.engine.reward_metrics),
   gives verl's tracking the redacted radgrpo + verl config and a generations table
   (radgrpo.engine.tracking_hooks),
-  applies radgrpo's workarounds for verl bugs (radgrpo.engine.verl_fixes), traces vision-tower calls
-  when RADGRPO_TRACE_VISION is set (radgrpo.engine.vision_trace), adds what verl's LoRA/freezing lacks
-  (radgrpo.engine.trainable), registers the `hf` rollout name (used only when `actor_rollout_ref.rollout.name=hf`) and
-  makes AutoProcessor build torchvision-free processors when torchvision is absent;
+  applies radgrpo's workarounds for verl bugs (radgrpo.engine.verl_fixes), adds what verl's LoRA/freezing
+  lacks (radgrpo.engine.trainable), registers the `hf` rollout
+  name (used only when `actor_rollout_ref.rollout.name=hf`) and makes AutoProcessor build
+  torchvision-free processors when torchvision is absent;
+- `RADGRPO_MODEL_FAMILY` (set by radgrpo's engine from `model.family`): the model family's verl
+  adaptations (radgrpo.engine.family_hooks), and the vision trace when RADGRPO_TRACE_VISION is set;
 - `VERL_PLATFORM=cpu` (set by radgrpo's engine for `cluster.device=cpu`, forwarded to every Ray
   process): makes the CPU platform verl's platform.
 On a GPU node with the vllm rollout nothing here changes verl's behaviour.
@@ -25,31 +27,34 @@ import sys
 import traceback
 
 INSTALLED = False
-
-
+# The hf rollout's registry entries, spelled here rather than read from radgrpo.engine.hf_rollout: the
+# rollout-server process imports that module first, which imports verl, which runs this plugin - an
+# attribute read from the half-imported module failed there ("partially initialized module") and
+# skipped every hook installed after it.
 HF_ROLLOUT_NAME = "hf"
+HF_SERVER_ADAPTER = "radgrpo.engine.hf_rollout.HFServerAdapter"
+
+
+def _hf_rollout_replica():
+    from radgrpo.engine.hf_rollout import HFRolloutReplica
+
+    return HFRolloutReplica
 
 
 def _register_hf_rollout() -> None:
-    """Register by name only: the rollout server's own process imports radgrpo.engine.hf_rollout,
-    which imports verl, which loads this plugin - an eager import here would be circular."""
-    import importlib
-
     from verl.workers.rollout import base, replica
 
-    base._ROLLOUT_REGISTRY[(HF_ROLLOUT_NAME, "async")] = "radgrpo.engine.hf_rollout.HFServerAdapter"
-    replica.RolloutReplicaRegistry.register(
-        HF_ROLLOUT_NAME, lambda: importlib.import_module("radgrpo.engine.hf_rollout").HFRolloutReplica
-    )
+    base._ROLLOUT_REGISTRY[(HF_ROLLOUT_NAME, "async")] = HF_SERVER_ADAPTER
+    replica.RolloutReplicaRegistry.register(HF_ROLLOUT_NAME, _hf_rollout_replica)
 
 
 def _install() -> None:
     global INSTALLED
-    from radgrpo.engine import cpu_platform, tracking_hooks, verl_fixes, vision_trace
+    from radgrpo.engine import cpu_platform, family_hooks, tracking_hooks, verl_fixes
+    from radgrpo.models.families import active_family
     from radgrpo.models.processors import register_torchvision_free_processors
 
     verl_fixes.install()
-    vision_trace.install()
     from radgrpo.engine import reward_metrics  # noqa: F401  (per-component reward metrics, verl #2115)
     tracking_hooks.install()
     register_torchvision_free_processors()
@@ -59,6 +64,7 @@ def _install() -> None:
 
     trainable.install()  # LoRA dropout, modules trained beside LoRA, freeze_vision_tower
     _register_hf_rollout()
+    family_hooks.install(active_family())
     INSTALLED = True
 
 

@@ -13,9 +13,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 
-def process_env(device: str, metrics_path: Path, threads: int = 1) -> dict[str, str]:
-    """Variables for the driver and every Ray worker of a run."""
+def process_env(device: str, family: str, metrics_path: Path, threads: int = 1) -> dict[str, str]:
+    """Variables for the driver and every Ray worker of a run (`family`: model.family, which selects the
+    plugin's family hooks, see radgrpo.models.families)."""
     env = {
+        "RADGRPO_MODEL_FAMILY": family,
         "VERL_FILE_LOGGER_PATH": str(metrics_path),
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads)),

@@ -40,6 +40,9 @@ OPEN_VERL_NODES = (
     "actor_rollout_ref.ref.fsdp_config.mixed_precision",
     # verl's HFModelConfig.lora is a free dict (Megatron's LoRA keys); radgrpo adds trainable_modules
     "actor_rollout_ref.model.lora",
+    # verl's FSDP wrap reads `transformer_layer_cls_to_wrap` from it (utils/fsdp_utils.py), absent from its yaml
+    "actor_rollout_ref.actor.fsdp_config.wrap_policy",
+    "actor_rollout_ref.ref.fsdp_config.wrap_policy",
 )
 
 # The verl keys radgrpo computes, and the radgrpo option to set instead.

@@ -1,16 +1,21 @@
-"""Record which processes ran a vision tower, and on how many image patches.
+"""Record which processes ran a vision tower, on how many image tokens, and what shapes met in a batch.
 
-A Qwen-VL model fed image placeholder tokens but no pixels does not fail: it embeds the
-placeholders as text and trains on nonsense. So "images reached the rollout and the actor" has to be
-observed, not inferred. With `RADGRPO_TRACE_VISION=<folder>` set (radgrpo forwards it to every Ray
-process), every vision-tower forward appends `{"process": <Ray process title>, "patches": n}` to
-`<folder>/<pid>.jsonl`. The integration tests read it to check that both the rollout server and
-the training workers encoded images. Unset, nothing is wrapped.
+A VLM fed image placeholder tokens but no pixels does not always fail: it may embed the placeholders
+as text and train on nonsense. So "images reached the rollout and the actor" has to be observed, not
+inferred. With `RADGRPO_TRACE_VISION=<folder>` set (radgrpo forwards it to every Ray process), these
+events are appended as JSON lines to `<folder>/<pid>.jsonl`, each with the Ray process title:
+- `vision`: a forward of the active family's vision tower (`patches`: size of its first input's dim 0);
+- `forward`: a forward of the full model given pixels (`image_tokens`: placeholders in `input_ids`,
+  `rows`: per row - rows of two aspect ratios show two counts for families whose count depends on it);
+- `merge`: a micro-batch's multimodal inputs merged for the actor (`shapes`: per-sample shapes and
+  image sizes, see radgrpo.engine.family_hooks).
+The integration tests read them. Unset, nothing is wrapped or written.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import os
 from pathlib import Path
@@ -25,28 +30,61 @@ def _process_title() -> str:
         return ""
 
 
-def _traced(forward, folder: Path):
-    @functools.wraps(forward)
-    def wrapper(self, hidden_states, *args, **kwargs):
-        with (folder / f"{os.getpid()}.jsonl").open("a") as out:
-            out.write(json.dumps({"process": _process_title(), "patches": int(hidden_states.shape[0])}) + "\n")
-        return forward(self, hidden_states, *args, **kwargs)
-
-    return wrapper
+def enabled() -> bool:
+    return bool(os.environ.get(ENV))
 
 
-def install() -> None:
+def record(kind: str, **fields) -> None:
+    """Append one event (no-op unless tracing)."""
     folder = os.environ.get(ENV)
     if not folder:
         return
-    from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl
-
-    tower = modeling_qwen2_5_vl.Qwen2_5_VisionTransformerPretrainedModel
-    if not getattr(tower.forward, "_radgrpo_traced", False):
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        tower.forward = _traced(tower.forward, Path(folder))
-        tower.forward._radgrpo_traced = True
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with (Path(folder) / f"{os.getpid()}.jsonl").open("a") as out:
+        out.write(json.dumps({"kind": kind, "process": _process_title(), **fields}) + "\n")
 
 
-def read_trace(folder: Path) -> list[dict]:
-    return [json.loads(line) for path in Path(folder).glob("*.jsonl") for line in path.read_text().splitlines()]
+def _wrap(cls, make_event) -> None:
+    forward = cls.forward
+    if getattr(forward, "_radgrpo_traced", False):
+        return
+
+    @functools.wraps(forward)
+    def wrapper(self, *args, **kwargs):
+        event = make_event(self, args, kwargs)
+        if event is not None:
+            record(**event)
+        return forward(self, *args, **kwargs)
+
+    wrapper._radgrpo_traced = True
+    cls.forward = wrapper
+
+
+def install(family) -> None:
+    """Trace `family`'s vision tower and full-model forwards (only when RADGRPO_TRACE_VISION is set)."""
+    if not enabled() or family is None:
+        return
+    module, name = family.vision_tower
+    tower = getattr(importlib.import_module(module), name)
+
+    def tower_event(_self, args, kwargs):
+        first = args[0] if args else next(iter(kwargs.values()))
+        return {"kind": "vision", "patches": int(first.shape[0])}
+
+    _wrap(tower, tower_event)
+    import transformers
+
+    def forward_event(self, args, kwargs):
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        if input_ids is None or not any(k.endswith("pixel_values") and v is not None for k, v in kwargs.items()):
+            return None
+        per_row = (input_ids == family.config_image_token_id(self.config)).sum(dim=-1).reshape(-1).tolist()
+        return {"kind": "forward", "image_tokens": int(sum(per_row)), "rows": per_row}
+
+    model_cls = getattr(transformers, family.model_class)
+    _wrap(model_cls, forward_event)
+
+
+def read_trace(folder: Path, kind: str | None = None) -> list[dict]:
+    events = [json.loads(line) for path in Path(folder).glob("*.jsonl") for line in path.read_text().splitlines()]
+    return [e for e in events if kind is None or e["kind"] == kind]

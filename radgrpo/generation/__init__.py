@@ -98,9 +98,9 @@ class GenerationSettings:
 class HFGenerator:
     """A transformers model and its processor, loaded once, generating for dataset rows.
 
-    `device` is `cpu` or `cuda`; the model runs in float32 on CPU and bfloat16 on GPU. Special vision
-    tokens are never sampled (as in radgrpo's hf rollout): a small model emitting `<|image_pad|>` would
-    make the answer unparseable and, in training, break Qwen2.5-VL's rope indices.
+    `device` is `cpu` or `cuda`; the model runs in float32 on CPU and bfloat16 on GPU. The model family's
+    image placeholders are never sampled (as in radgrpo's hf rollout): a small model emitting
+    `<|image_pad|>` would make the answer unparseable and, in training, break Qwen2.5-VL's rope indices.
     """
 
     def __init__(self, model_path: str, *, device: str = "cpu", trust_remote_code: bool = False,
@@ -110,7 +110,7 @@ class HFGenerator:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
         from verl.utils import hf_processor, hf_tokenizer
 
-        from radgrpo.engine.hf_rollout import VISION_SPECIAL_TOKENS
+        from radgrpo.models.families import family_of_model_type
         from radgrpo.models.processors import register_torchvision_free_processors
 
         register_torchvision_free_processors()
@@ -120,12 +120,18 @@ class HFGenerator:
         self.tokenizer = hf_tokenizer(model_path, trust_remote_code=trust_remote_code)
         self.processor = hf_processor(model_path, trust_remote_code=trust_remote_code)
         config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-        auto_cls = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
+        family = family_of_model_type(config.model_type)  # None: a model of no registered family (text)
+        if family is not None:
+            import transformers
+
+            auto_cls = getattr(transformers, family.auto_class)
+        else:
+            auto_cls = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
         dtype = torch.float32 if device == "cpu" else torch.bfloat16
         self.model = auto_cls.from_pretrained(model_path, dtype=dtype, attn_implementation="sdpa",
                                               trust_remote_code=trust_remote_code).to(device).eval()
         vocab = self.tokenizer.get_vocab()
-        self.suppress_tokens = [vocab[t] for t in VISION_SPECIAL_TOKENS if t in vocab] or None
+        self.suppress_tokens = [vocab[t] for t in (family.suppress_tokens if family else ()) if t in vocab] or None
 
     def model_inputs(self, row: dict) -> dict:
         """The tokenised prompt (and pixel values) of one row, exactly as training builds it."""

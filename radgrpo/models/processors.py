@@ -1,11 +1,11 @@
 """Multimodal processors that work without torchvision.
 
-transformers 5.x builds Qwen2.5-VL's processor with a video processor, and every video processor
-needs torchvision, whose wheels here link CUDA and fail to import. Constructing the stock processor
-then fails and `AutoProcessor.from_pretrained` silently falls back to the bare tokenizer - verl would
-train a "text-only" model and drop every image. These subclasses simply have no video processor:
-their `__init__` lists every parameter explicitly, because `ProcessorMixin` reads the signature to
-decide what to save and load.
+transformers 5.x builds Qwen2.5-VL's (and LLaVA-OneVision's) processor with a video processor, and
+every video processor needs torchvision, whose wheels here link CUDA and fail to import.
+Constructing the stock processor then fails and `AutoProcessor.from_pretrained` silently falls back to the bare tokenizer - verl would
+train a "text-only" model and drop every image. Each family module (radgrpo.models.families) that
+needs it defines a subclass without the video processor; its `__init__` lists every parameter
+explicitly, because `ProcessorMixin` reads the signature to decide what to save and load.
 
 The classes keep the stock class names on purpose: verl dispatches on
 `processor.__class__.__name__` (e.g. to bind Qwen2.5-VL's `get_rope_index`), so a renamed subclass
@@ -19,24 +19,13 @@ from __future__ import annotations
 
 import importlib.util
 
-from transformers.models.qwen2_5_vl import processing_qwen2_5_vl
 
+def torchvision_free_processors() -> dict[str, type]:
+    """model_type -> processor class, for every registered family that needs one."""
+    from radgrpo.models.families import FAMILIES, get_family
 
-class Qwen2_5_VLProcessor(processing_qwen2_5_vl.Qwen2_5_VLProcessor):  # noqa: N801 - name read by verl
-    """Qwen2.5-VL processor for images only (no video processor, so no torchvision)."""
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        self.video_processor = None
-        super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                         chat_template=chat_template, **kwargs)
-
-    @classmethod
-    def get_attributes(cls):
-        return ["image_processor", "tokenizer"]
-
-
-# model_type -> processor class; a family added to radgrpo adds its entry here.
-TORCHVISION_FREE_PROCESSORS = {"qwen2_5_vl": Qwen2_5_VLProcessor}
+    families = [get_family(name) for name in FAMILIES]
+    return {f.model_type: f.torchvision_free_processor for f in families if f.torchvision_free_processor}
 
 
 def torchvision_available() -> bool:
@@ -56,7 +45,8 @@ def register_torchvision_free_processors() -> None:
     from transformers import AutoConfig, AutoProcessor
     from transformers.models.auto import processing_auto
 
-    by_name = {cls.__name__: cls for cls in TORCHVISION_FREE_PROCESSORS.values()}
+    classes = torchvision_free_processors()
+    by_name = {cls.__name__: cls for cls in classes.values()}
     stock_lookup = getattr(processing_auto.processor_class_from_name, "__wrapped__",
                            processing_auto.processor_class_from_name)
 
@@ -66,7 +56,7 @@ def register_torchvision_free_processors() -> None:
     processor_class_from_name.__wrapped__ = stock_lookup
     _install_qwen_vl_images()
     processing_auto.processor_class_from_name = processor_class_from_name
-    for model_type, processor_cls in TORCHVISION_FREE_PROCESSORS.items():
+    for model_type, processor_cls in classes.items():
         config_cls = type(AutoConfig.for_model(model_type))
         AutoProcessor.register(config_cls, processor_cls, exist_ok=True)
 

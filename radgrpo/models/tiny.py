@@ -1,10 +1,10 @@
 """Tiny random models of the real architecture classes, built offline.
 
 Nothing can be downloaded from the Hugging Face hub here, yet the embedded default and the tests must
-exercise the exact code paths of the real models (Qwen2.5-VL's mrope and vision tower, its processor
-and chat template). So `ensure_tiny_model` builds a few-hundred-thousand-parameter model of the SAME
-classes with random weights and a byte-level BPE tokenizer trained locally, saves it like any hub
-checkpoint and caches it. Recipes follow ../shared/notes/tiny-models.md.
+exercise the exact code paths of the real models (vision tower, processor, chat template, rope). So
+`ensure_tiny_model` has the model's family (radgrpo.models.families) build a few-hundred-thousand-
+parameter model of the SAME classes with random weights and a BPE tokenizer trained locally, save it
+like any hub checkpoint, and cache it. Recipes follow ../shared/notes/tiny-models.md.
 
 The cache folder is `$RADGRPO_CACHE/tiny_models/<name>` (default `~/.cache/radgrpo`); building is
 deterministic (fixed seeds), takes a few seconds, and is written atomically so that concurrent
@@ -17,30 +17,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-
-from radgrpo.models.processors import TORCHVISION_FREE_PROCESSORS
-
-QWEN_SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
-]
-
-# The Qwen2-VL chat template (as shipped with Qwen2.5-VL): images become
-# <|vision_start|><|image_pad|><|vision_end|>, which the processor expands to the patch count.
-QWEN2_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 
 # A small radiology-flavoured corpus so the BPE merges look like the task's words.
 _CORPUS = [
@@ -58,25 +34,17 @@ def cache_root() -> Path:
     return Path(os.environ.get("RADGRPO_CACHE", Path.home() / ".cache" / "radgrpo")).expanduser()
 
 
-TINY_BUILDERS = {}
-# Supervised steps of the grounding-format cold start (see _warm_start_grounding); ~0.1 s each.
+# Supervised steps of the grounding-format cold start (see warm_start_grounding); ~0.1 s each.
 WARM_START_STEPS = 300
 # the prompt style (conf/prompt) of the warm start: the one the default synthetic data is rendered with
 WARM_START_PROMPT = "think"
 
 
-def _builder(name):
-    def register(fn):
-        TINY_BUILDERS[name] = fn
-        return fn
-
-    return register
-
-
 def ensure_tiny_model(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """Return the folder of tiny model `name`, building it on first use."""
-    if name not in TINY_BUILDERS:
-        raise ValueError(f"unknown tiny model {name!r}; known: {', '.join(sorted(TINY_BUILDERS))}")
+    from radgrpo.models.families import family_of_tiny
+
+    family = family_of_tiny(name)
     root = Path(cache_dir) if cache_dir else cache_root() / "tiny_models"
     target = root / name
     if (target / "config.json").exists():
@@ -84,7 +52,7 @@ def ensure_tiny_model(name: str, cache_dir: str | os.PathLike | None = None) -> 
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
-        TINY_BUILDERS[name](staging)
+        family.build_tiny(name, staging)
         try:
             staging.rename(target)
         except OSError:  # another process published it first
@@ -110,7 +78,8 @@ def format_grounding_answer(boxes: list[list[float]]) -> str:
     return "<answer>" + ", ".join("[" + ", ".join(f"{v:.2f}" for v in box) + "]" for box in boxes) + "</answer>"
 
 
-def _train_tokenizer(special_tokens: list[str], vocab_size: int = 1024):
+def train_tokenizer(special_tokens: list[str], vocab_size: int = 1024):
+    """A byte-level BPE (GPT-2 / Qwen style) trained on the corpus, with `special_tokens` first."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -126,79 +95,24 @@ def _train_tokenizer(special_tokens: list[str], vocab_size: int = 1024):
     return tokenizer
 
 
-@_builder("tiny_qwen2_5_vl")
-def _build_tiny_qwen2_5_vl(out: Path) -> None:
-    import torch
-    from transformers import (
-        GenerationConfig,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2TokenizerFast,
-    )
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+def train_sentencepiece_bpe(special_tokens: list[str], vocab_size: int = 1024) -> tuple[dict[str, int], list]:
+    """Vocab and merges of a SentencePiece-style BPE (Gemma / Llama style: spaces as '▁', byte
+    fallback to <0xNN> tokens), for tokenizer classes that build their own pipeline from them."""
+    import json
 
-    torch.manual_seed(0)
-    tokenizer = Qwen2TokenizerFast(
-        tokenizer_object=_train_tokenizer(QWEN_SPECIAL_TOKENS),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token=None,
-        bos_token=None,
-    )
-    tokenizer.chat_template = QWEN2_VL_CHAT_TEMPLATE
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
-    config = Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=4096,
-            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
-            tie_word_embeddings=False,
-            bos_token_id=ids["<|endoftext|>"],
-            eos_token_id=ids["<|im_end|>"],
-            pad_token_id=ids["<|endoftext|>"],
-        ),
-        vision_config=dict(
-            depth=2,
-            hidden_size=64,
-            intermediate_size=128,
-            num_heads=4,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=112,
-            out_hidden_size=64,
-            fullatt_block_indexes=[1],
-        ),
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        tie_word_embeddings=False,
-    )
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"], do_sample=True
-    )
-    image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14, merge_size=2, temporal_patch_size=2
-    )
-    processor = TORCHVISION_FREE_PROCESSORS["qwen2_5_vl"](
-        image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN2_VL_CHAT_TEMPLATE
-    )
-    _warm_start_grounding(model, processor)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    from tokenizers import Tokenizer, models, normalizers, trainers
+
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+    tokenizer = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    tokenizer.normalizer = normalizers.Replace(" ", "▁")
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size + len(byte_tokens), special_tokens=special_tokens + byte_tokens,
+                                  show_progress=False)
+    tokenizer.train_from_iterator(_CORPUS * 20 + _box_corpus(), trainer=trainer)
+    model = json.loads(tokenizer.to_str())["model"]
+    return model["vocab"], [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
 
 
-def _warm_start_grounding(model, processor, steps: int = WARM_START_STEPS, seed: int = 0) -> None:
+def warm_start_grounding(family, model, processor, steps: int = WARM_START_STEPS, seed: int = 0) -> None:
     """A few supervised steps teaching the answer *format* of the grounding task.
 
     A purely random policy never writes a parseable box, so every rollout scores 0, GRPO's
@@ -223,10 +137,9 @@ def _warm_start_grounding(model, processor, steps: int = WARM_START_STEPS, seed:
         n_lesions = 0 if rng.random() < 0.2 else int(rng.integers(1, 3))
         pixels, boxes = draw_chest(rng, 112, n_lesions)
         prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        target = format_grounding_answer(boxes) + "<|im_end|>"
+        target = format_grounding_answer(boxes) + family.end_of_turn
         image = Image.fromarray(pixels, mode="L").convert("RGB")
-        batch = processor(text=[prompt + target], images=[image], return_tensors="pt")
-        prompt_len = processor(text=[prompt], images=[image], return_tensors="pt")["input_ids"].shape[1]
+        batch, prompt_len = family.warm_start_batch(processor, prompt, target, image)
         labels = batch["input_ids"].clone()
         labels[:, :prompt_len] = -100
         loss = model(**batch, labels=labels).loss

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from radgrpo.data.schema import ABILITY_BY_TASK, encode_ground_truth
+from radgrpo.data.schema import encode_ground_truth
 from radgrpo.prep.sample import Sample
 
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))

@@ -33,6 +33,11 @@ class TokenCounter:
         except (OSError, ValueError) as exc:
             raise PrepError(f"cannot load a processor from token_filter.processor={processor_path}: "
                             f"{str(exc).splitlines()[0]}") from None
+        from radgrpo.models.families import family_of_model_type
+
+        family = family_of_model_type(_model_type(processor_path))
+        if family is not None:  # as verl's processor hook does in training (e.g. Gemma3: one <bos>)
+            family.prepare_processor(self.processor)
 
     def count(self, messages: list[dict[str, str]], images: list[dict[str, Any]]) -> int:
         content_messages = [{"role": m["role"], "content": _content(m["content"])} for m in messages]
@@ -45,6 +50,14 @@ class TokenCounter:
         patch = getattr(self.processor.image_processor, "patch_size", 14)
         pil = [fetch_image(_with_image(e), image_patch_size=patch) for e in images]
         return len(self.processor(text=[text], images=pil)["input_ids"][0])
+
+
+def _model_type(path: str) -> str:
+    import json
+    from pathlib import Path
+
+    config = Path(path) / "config.json"
+    return json.loads(config.read_text()).get("model_type", "") if config.is_file() else ""
 
 
 def _content(text: str) -> list[dict[str, str]]:

@@ -51,7 +51,7 @@ def run(cfg: DictConfig, ray_address: str | None = None) -> dict:
         folder = RunFolder(plan.run_dir)
         folder.keep_previous_metrics()
         console.start(cfg, plan)
-        env = {**process_env(plan.device, folder.metrics), **tracking.start(cfg, folder.root)}
+        env = {**process_env(plan.device, plan.family, folder.metrics), **tracking.start(cfg, folder.root)}
         error = None
         try:
             run_verl(plan.verl_config, env)

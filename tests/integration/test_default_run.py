@@ -46,9 +46,16 @@ def test_embedded_default_trains_through_verl_reproducibly(tmp_path):
     assert any(step["critic/score/max"] > step["critic/score/min"] for step in steps)
 
     # images reached both sides: the hf rollout server and the FSDP training workers ran the vision tower
-    calls = read_trace(trace)
+    calls = read_trace(trace, "vision")
     assert any("HFRolloutServer" in c["process"] and c["patches"] > 0 for c in calls), calls[:5]
     assert any("WorkerDict" in c["process"] and c["patches"] > 0 for c in calls), calls[:5]
+    # ... on prompts holding the image's placeholder tokens (16 for a 112x112 image)
+    assert {r["image_tokens"] for r in read_trace(trace, "rollout")} == {16}
+    # ... and the actor's micro-batches carry 16-token images (grid 1x8x8 patches, merged 2x2); verl
+    # replaces Qwen2.5-VL's forward with its own, so the count is read from the merged inputs
+    merges = [m for m in read_trace(trace, "merge") if "WorkerDict" in m["process"]]
+    grids = {tuple(g) for m in merges for s in m["samples"] for g in s["image_grid_thw"]}
+    assert grids == {(1, 8, 8)}, grids
 
     for name in ("radgrpo_config.yaml", "verl_config.yaml", "manifest.json", "metrics.jsonl"):
         assert (run_dir / name).exists(), name

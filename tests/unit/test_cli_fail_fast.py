@@ -34,6 +34,7 @@ def assert_one_error_line(result, expected, tmp_path):
     (["data.train_files=/nope.parquet"], "radgrpo: error: data.train_files: file not found: /nope.parquet"),
     (["reward=nonexistent_reward"], "radgrpo: error: unknown reward option 'nonexistent_reward'"),
     (["data=prepared"], "radgrpo: error: data.dir: mandatory, no value given"),
+    (["model.family=nope"], "radgrpo: error: model.family 'nope' is unknown; known: gemma3, llava_onevision"),
     (["verl.trainer.total_training_step=3"], "did you mean trainer.total_training_steps"),
     (["model.verl.actor_rollout_ref.model.enable_gradient_chekpointing=true"],
      "(from model.verl.actor_rollout_ref.model.enable_gradient_chekpointing); did you mean "

@@ -15,7 +15,10 @@ from ..conftest import CONF_DIR
 
 TRAIN_GROUPS = ("model", "peft", "data", "prompt", "reward", "algorithm", "sampling", "cluster", "logger", "experiment", "sweep")
 # Options that need a value only the user can give; composing them must still work.
-REQUIRED_USER_VALUES = {("data", "prepared"): {"data.dir"}, ("data", "radvlm_tasks"): {"data.dirs"}}
+REQUIRED_USER_VALUES = {("data", "prepared"): {"data.dir"}, ("data", "radvlm_tasks"): {"data.dirs"},
+                        # the seeds' recipes: composed with data in tests/unit/test_recipes.py
+                        **{("experiment", name): {"data.dir"} for name in (
+                            "chexpo_v2", "medgemma_mcqa", "radvlm_grpo_grounding", "radvlm_grpo_report", "medvlthinker")}}
 # Options whose checks must fail until the user points them at local models or a judge endpoint.
 NEEDS_LOCAL_RESOURCES = {("reward", "radcliq"), ("reward", "green")}
 

@@ -28,7 +28,7 @@ def test_equal_length_mrope_position_ids_are_rebuilt_ragged_along_length():
     assert torch.equal(picked[0], samples[2]) and torch.equal(picked[1], samples[0])
 
 
-def _tiny_server():
+def _tiny_server(monkeypatch):
     import os
 
     from omegaconf import OmegaConf
@@ -38,6 +38,7 @@ def _tiny_server():
     from radgrpo.models.tiny import ensure_tiny_model
 
     register_torchvision_free_processors()
+    monkeypatch.setenv("RADGRPO_MODEL_FAMILY", "qwen2_5_vl")
     path = str(ensure_tiny_model("tiny_qwen2_5_vl", os.path.join(os.environ["RADGRPO_CACHE"], "tiny_models")))
     model_cfg = OmegaConf.create({"path": path, "trust_remote_code": False, "override_config": {}})
     rollout_cfg = OmegaConf.create({"max_model_len": None, "response_length": 24, "seed": 3})
@@ -67,10 +68,10 @@ def _request(server, prompt_ids, image, request_id, sampling=None):
                     images=[image], seed=server.request_seed(prompt_ids, [image], request_id), future=None)
 
 
-def test_hf_rollout_batch_returns_forward_pass_log_probs_whatever_the_batch():
+def test_hf_rollout_batch_returns_forward_pass_log_probs_whatever_the_batch(monkeypatch):
     """A left-padded batch of image prompts of different lengths: each row's log-probs are those of a
     forward pass over that row alone, and a row samples the same tokens alone or in a batch."""
-    server = _tiny_server()
+    server = _tiny_server(monkeypatch)
     images = [_chest(0), _chest(1, size=140), _chest(2)]
     texts = ["Find the lesion.", "Where is the abnormality in this chest X-ray? Answer with a box.", "Box?"]
     prompts = [_prompt_ids(server, image, text) for image, text in zip(images, texts)]
@@ -97,8 +98,8 @@ def test_hf_rollout_batch_returns_forward_pass_log_probs_whatever_the_batch():
     assert alone.token_ids == outputs[1].token_ids == reordered.token_ids
 
 
-def test_hf_rollout_seed_depends_on_pixels_and_sample_index_not_arrival():
-    server = _tiny_server()
+def test_hf_rollout_seed_depends_on_pixels_and_sample_index_not_arrival(monkeypatch):
+    server = _tiny_server(monkeypatch)
     image_a, image_b = _chest(0), _chest(1)
     ids = _prompt_ids(server, image_a, "Find the lesion.")
     assert ids == _prompt_ids(server, image_b, "Find the lesion.")  # the synthetic set's situation
@@ -106,7 +107,7 @@ def test_hf_rollout_seed_depends_on_pixels_and_sample_index_not_arrival():
 
     # the n samples of one prompt (det-0..det-3) get distinct seeds that do not depend on arrival order
     first = [server.request_seed(ids, [image_a], f"det-{i}") for i in (3, 1, 0, 2)]
-    other = _tiny_server()
+    other = _tiny_server(monkeypatch)
     second = [other.request_seed(ids, [image_a], f"det-{i}") for i in (0, 1, 2, 3)]
     assert len(set(first)) == 4 and sorted(first) == sorted(second)
     assert first[2] == second[0] and first[0] == second[3]

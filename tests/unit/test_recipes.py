@@ -38,7 +38,8 @@ def test_every_recipe_cites_its_seed_and_says_what_to_supply():
 def test_all_presets_compose_into_configs_verl_accepts(tmp_path):
     data = prepared_dir(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "radgrpo.cli.train", "-m", "experiment=glob(*)", "dry_run=true", f"data.dir={data}"],
+        [sys.executable, "-m", "radgrpo.cli.train", "-m", "experiment=glob(*)", "dry_run=true", f"++data.dir={data}",
+         "++sampling.size=4"],
         cwd=REPO, capture_output=True, text=True, timeout=900,
         env={**os.environ, "RADGRPO_OUTPUTS": str(tmp_path / "outputs")})
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])

@@ -1,0 +1,89 @@
+"""What radgrpo needs to know about a model family, in one class per family.
+
+verl 0.9.1 assumes Qwen-VL in several places (../shared/notes/model-families.md), and so did radgrpo.
+Everything that differs between families lives in a `ModelFamily` subclass in its own module of this
+package; the engine's hooks (radgrpo.engine.families_hooks), the hf rollout, the tiny-model builder
+and the vision trace ask the active family instead of assuming one. The defaults below are what a
+family verl already supports needs (Qwen2.5-VL uses almost all of them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+
+class ModelFamily:
+    #: the `model.family` value that selects this family
+    name: ClassVar[str]
+    #: `config.model_type` of the checkpoints of this family
+    model_type: ClassVar[str]
+    #: transformers auto class that loads the full model (vision tower included)
+    auto_class: ClassVar[str] = "AutoModelForImageTextToText"
+    #: transformers class of the full model (what the auto class builds; the vision trace wraps it)
+    model_class: ClassVar[str]
+    #: the processor's image placeholder token (the one expanded to the image's patch count)
+    image_token: ClassVar[str]
+    #: special tokens the rollout must never sample (a random tiny model would emit image tokens)
+    suppress_tokens: ClassVar[tuple[str, ...]] = ()
+    #: the token that ends an assistant turn (appended to warm-start targets)
+    end_of_turn: ClassVar[str]
+    #: whether verl's own `hf_processor` recognises this processor class
+    verl_knows_processor: ClassVar[bool] = False
+    #: torchvision-free processor class to use when torchvision is absent (None: the stock one works)
+    torchvision_free_processor: ClassVar[type | None] = None
+    #: (module, class) of the vision tower whose forward the vision trace records
+    vision_tower: ClassVar[tuple[str, str]]
+    #: multimodal input keys whose per-image patch/crop dimension (dim 1) varies with the aspect
+    #: ratio, and the value to pad them with when samples of different shapes share a micro-batch
+    padded_keys: ClassVar[dict[str, float]] = {}
+    #: whether verl's vLLM rollout serves this family's layout (False: a GPU run stops at planning)
+    vllm_serves: ClassVar[bool] = True
+    #: tiny-model names this family builds (see radgrpo.models.tiny)
+    tiny_models: ClassVar[tuple[str, ...]] = ()
+
+    # ----- processor ---------------------------------------------------------------------------
+    def prepare_processor(self, processor) -> None:
+        """Adjust a loaded processor for verl (e.g. no second <bos>); called by the hf_processor hook."""
+
+    def image_token_id(self, tokenizer) -> int:
+        return int(tokenizer.convert_tokens_to_ids(self.image_token))
+
+    def config_image_token_id(self, config) -> int:
+        """The image placeholder id as the model's config holds it (read by the vision trace)."""
+        value = getattr(config, "image_token_id", None)
+        return int(value if value is not None else config.image_token_index)
+
+    # ----- image inputs ------------------------------------------------------------------------
+    def image_inputs(self, processor, images: list) -> dict[str, torch.Tensor]:
+        """Pixel tensors of `images` for one sample, computed by the image processor alone.
+
+        Used by the hf rollout and, for families verl cannot re-encode (actor_inputs), by the actor.
+        """
+        return dict(processor.image_processor(images=images, return_tensors="pt"))
+
+    def rollout_inputs(self, processor, input_ids: torch.Tensor, images: list) -> dict[str, torch.Tensor]:
+        """Everything `generate` needs besides input_ids/attention_mask, for a batch of left-padded
+        prompts (`input_ids`, rows x length) and all their images in row order."""
+        return self.image_inputs(processor, images)
+
+    def actor_inputs(self, processor, input_ids: torch.Tensor, images: list) -> dict[str, torch.Tensor] | None:
+        """The actor's `multi_modal_inputs` for one sample, or None to keep verl's own computation
+        (decode the prompt, re-run the processor), which is right for the families verl supports."""
+        return None
+
+    def patch_model_classes(self) -> None:
+        """Class patches every process needs for this family's forward (e.g. Gemma3's token_type_ids)."""
+
+    # ----- tiny model --------------------------------------------------------------------------
+    def build_tiny(self, name: str, out: Path) -> None:
+        """Write tiny model `name` (weights, tokenizer, processor) into `out`."""
+        raise NotImplementedError(f"family {self.name} builds no tiny model")
+
+    def warm_start_batch(self, processor, prompt: str, target: str, image) -> tuple[dict[str, Any], int]:
+        """One supervised example for the warm start: the model inputs and the prompt's token count."""
+        batch = processor(text=[prompt + target], images=[image], return_tensors="pt")
+        prompt_len = processor(text=[prompt], images=[image], return_tensors="pt")["input_ids"].shape[1]
+        return dict(batch), int(prompt_len)

@@ -1,0 +1,107 @@
+"""Model families: the registry, the GPU plans of the real model options, and the padded batch merge."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from radgrpo.engine.family_hooks import _merge_for
+from radgrpo.models.families import FAMILIES, get_family
+from radgrpo.runs.plan import ConfigError, plan_run
+
+from .test_config_tree import compose_train
+
+LAYERS_ONLY = {"llava_onevision_7b": ["Qwen2DecoderLayer", "SiglipEncoderLayer"],
+               "llava_onevision_0_5b": ["Qwen2DecoderLayer", "SiglipEncoderLayer"]}
+
+
+def test_every_family_is_complete():
+    for name in FAMILIES:
+        family = get_family(name)
+        assert family.name == name and family.model_class and family.image_token and family.end_of_turn
+        assert family.image_token in family.suppress_tokens
+        assert family.tiny_models, name
+
+
+@pytest.mark.parametrize("option, path", [
+    ("qwen2_5_vl_3b", "Qwen/Qwen2.5-VL-3B-Instruct"),
+    ("qwen2_5_vl_7b", "Qwen/Qwen2.5-VL-7B-Instruct"),
+    ("medgemma_4b", "google/medgemma-4b-it"),
+    ("llava_onevision_7b", "llava-hf/llava-onevision-qwen2-7b-ov-hf"),
+    ("llava_onevision_0_5b", "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"),
+])
+def test_real_model_options_plan_a_vllm_gpu_run_verl_accepts(option, path, tmp_path):
+    # what `radgrpo model=<option> cluster.device=cuda dry_run=true` plans; plan_run ends with verl's
+    # own validate_config
+    plan = plan_run(compose_train([f"model={option}", "cluster.device=cuda"], tmp_path))
+    verl = plan.verl_config
+    assert plan.device == "cuda" and verl.actor_rollout_ref.rollout.name == "vllm"
+    assert verl.actor_rollout_ref.model.path == path
+    if option in LAYERS_ONLY:
+        for role in ("actor", "ref"):
+            wrap = verl.actor_rollout_ref[role].fsdp_config.wrap_policy.transformer_layer_cls_to_wrap
+            assert list(wrap) == LAYERS_ONLY[option]
+    if option == "medgemma_4b":  # bidirectional image attention needs the 4-D mask
+        assert verl.actor_rollout_ref.model.override_config.attn_implementation == "sdpa"
+        assert verl.actor_rollout_ref.model.use_remove_padding is False
+
+
+def test_a_family_vllm_cannot_serve_stops_a_gpu_plan_with_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="phi4_multimodal cannot train on GPUs yet") as error:
+        plan_run(compose_train(["model=phi4_multimodal", "cluster.device=cuda"], tmp_path))
+    assert "\n" not in str(error.value)
+    plan = plan_run(compose_train(["model=tiny_phi4_multimodal", "cluster.device=cpu"], tmp_path))
+    assert plan.family == "phi4_multimodal" and plan.verl_config.actor_rollout_ref.rollout.name == "hf"
+
+
+def test_unknown_family_and_foreign_tiny_model_are_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match="model.family 'nope' is unknown; known: "):
+        plan_run(compose_train(["model.family=nope"], tmp_path))
+    with pytest.raises(ConfigError, match="not a tiny model of family gemma3"):
+        plan_run(compose_train(["model.family=gemma3"], tmp_path))
+
+
+def test_merge_pads_per_image_patch_counts_to_the_micro_batch_largest():
+    """Samples of two aspect ratios (5 vs 3 anyres patches / crops) merge; padding is zeros for pixels
+    and ones for crop masks (as the image processors pad within one call), real values untouched."""
+    captured = {}
+
+    def stock(samples):
+        captured["samples"] = samples
+        return {key: torch.cat([s[key] for s in samples]) for key in samples[0]}
+
+    wide, square = torch.rand(1, 3, 3, 4, 4), torch.rand(1, 5, 3, 4, 4)
+    merged = _merge_for(get_family("llava_onevision"), stock)([{"pixel_values": wide}, {"pixel_values": square}])
+    assert merged["pixel_values"].shape == (2, 5, 3, 4, 4)
+    assert torch.equal(merged["pixel_values"][0, :3], wide[0]) and not merged["pixel_values"][0, 3:].any()
+
+    mask = torch.zeros(1, 2, 4, 4)
+    merged = _merge_for(get_family("phi4_multimodal"), stock)(
+        [{"image_pixel_values": torch.rand(1, 2, 3, 4, 4), "image_attention_mask": mask},
+         {"image_pixel_values": torch.rand(1, 3, 3, 4, 4), "image_attention_mask": torch.zeros(1, 3, 4, 4)}])
+    assert merged["image_attention_mask"].shape == (2, 3, 4, 4)
+    assert merged["image_attention_mask"][0, 2].eq(1).all() and not merged["image_attention_mask"][0, :2].any()
+
+    same = [{"pixel_values": torch.rand(1, 3, 3, 4, 4)}, {"pixel_values": torch.rand(1, 3, 3, 4, 4)}]
+    assert _merge_for(get_family("llava_onevision"), stock)(same)["pixel_values"].shape == (2, 3, 3, 4, 4)
+
+
+def test_phi4_torchvision_free_processor_feeds_the_model_for_two_aspect_ratios(tmp_path):
+    """The torchvision-free image processor's token counts match what the model's image embedding
+    consumes, for a square and a 2:1 image in one padded batch, and it reloads as itself."""
+    from PIL import Image
+
+    from radgrpo.models.families.phi4_multimodal import Phi4MultimodalImageProcessorPil, Phi4MultimodalProcessor
+
+    family = get_family("phi4_multimodal")
+    model, processor = family.tiny_parts()
+    prompt = "<|user|><|image|>Where?<|end|><|assistant|>"
+    batch = processor(text=[prompt, prompt], images=[Image.new("RGB", (112, 112), 90), Image.new("RGB", (112, 56), 90)],
+                      return_tensors="pt", padding=True)
+    assert (batch["input_ids"] == processor.image_token_id).sum(-1).tolist() == [545, 409]
+    assert batch["image_pixel_values"].shape[:2] == (2, 2)
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch).logits).all()
+    processor.save_pretrained(tmp_path)
+    reloaded = Phi4MultimodalProcessor.from_pretrained(tmp_path)
+    assert type(reloaded.image_processor) is Phi4MultimodalImageProcessorPil and reloaded.chat_template
