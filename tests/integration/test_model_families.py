@@ -24,9 +24,9 @@ from ..conftest import REPO
 # Small and ordered: 4 prompts x 2 samples a step, rows in file order (square, wide, square, wide),
 # one actor micro-batch = 2 prompts, so every micro-batch holds both aspect ratios.
 TINY_RUN = [
-    "data.mixed_aspect_ratios=true", "algorithm.rollout_n=2", "data.verl.data.train_batch_size=4",
+    "data.mixed_aspect_ratios=true", "algorithm.rollout_n=2", "algorithm.train_batch_size=4",
     "data.verl.data.max_response_length=48", "verl.data.shuffle=false", "verl.trainer.balance_batch=false",
-    "verl.actor_rollout_ref.actor.ppo_mini_batch_size=4", "verl.trainer.val_before_train=false",
+    "algorithm.ppo_mini_batch_size=4", "verl.trainer.val_before_train=false",
     "verl.trainer.test_freq=-1", "verl.trainer.save_freq=2",
 ]
 
