@@ -87,7 +87,9 @@ def check_checkpoint_processor(run_dir, processor_class: str):
 @pytest.mark.integration
 @pytest.mark.parametrize("model, processor_class, image_tokens, varying_key, extra", [
     # Gemma3 resizes every image to one square: 4 tokens and equal shapes whatever the aspect ratio
-    ("tiny_medgemma", "Gemma3Processor", {4}, None, []),
+    # the tiny Gemma3 sees a 56 px square (4 image tokens) and guesses: more samples and more no-finding
+    # rows make a group with differing rewards (a real GRPO gradient) all but certain in 2 steps
+    ("tiny_medgemma", "Gemma3Processor", {4}, None, ["algorithm.rollout_n=4", "data.no_finding_fraction=0.5"]),
     # anyres: 5 patches / 88 tokens (square) vs 3 patches / 52 tokens (2:1), padded to merge
     ("tiny_llava_onevision", "LlavaOnevisionProcessor", {88, 52}, "pixel_values", ["data.verl.data.max_prompt_length=384"]),
     # one global view + one 448 px crop each; padding rows of the wide image are masked: 545 vs 409 tokens

@@ -87,7 +87,7 @@ class Gemma3Family(ModelFamily):
                                   GenerationConfig)
         from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
-        from radgrpo.models.tiny import train_sentencepiece_bpe, warm_start_grounding
+        from radgrpo.models.tiny import WARM_START_STEPS, train_sentencepiece_bpe, warm_start_grounding
 
         torch.manual_seed(0)
         vocab, merges = train_sentencepiece_bpe(SPECIAL_TOKENS)
@@ -115,6 +115,8 @@ class Gemma3Family(ModelFamily):
         processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE,
                                     image_seq_length=4)
         self.prepare_processor(processor)
-        warm_start_grounding(self, model, processor)
+        # twice the default: with the think prompt (226 tokens) 300 steps left its answers malformed
+        # (every reward 0 in a 2-step run); 600 give parseable boxes and varying rewards
+        warm_start_grounding(self, model, processor, steps=2 * WARM_START_STEPS)
         model.save_pretrained(out)
         processor.save_pretrained(out)
