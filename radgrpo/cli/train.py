@@ -63,7 +63,21 @@ def train(cfg: DictConfig) -> dict | None:
     try:
         return _train(cfg)
     except UserError as exc:
+        if _sweep_job():
+            raise  # radgrpo.cluster.sweep_report records it with the run's log; the sweep goes on
         _fail(str(exc))
+
+
+def _sweep_job() -> bool:
+    """True in one job of a `-m` sweep whose failures the sweep report collects (cluster=slurm sets the
+    callback): exiting there would hide the failure from it."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return False
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg.mode == RunMode.MULTIRUN and "sweep_report" in (hydra_cfg.get("callbacks") or {})
 
 
 def _train(cfg: DictConfig) -> dict | None:
@@ -83,6 +97,8 @@ def _train(cfg: DictConfig) -> dict | None:
     try:
         summary = launch(cfg, local.run)  # a local run plans (and fails on config errors) before Ray starts
     except TrainingFailed as exc:
+        if _sweep_job():
+            raise
         _fail(str(exc))
     if summary is not None:
         _print_summary(summary)
