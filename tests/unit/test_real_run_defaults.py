@@ -25,10 +25,17 @@ def prepared_dir(tmp_path):
     return tmp_path / "ds"
 
 
+def vllm_serves(model: str) -> bool:
+    from radgrpo.models.families import get_family
+
+    return get_family(str(OmegaConf.load(CONF_DIR / "model" / f"{model}.yaml").family)).vllm_serves
+
+
 @pytest.mark.parametrize("model", REAL_MODELS)
 def test_a_real_model_on_prepared_data_inherits_no_smoke_value(model, tmp_path):
     cfg = compose_train([f"model={model}", "data=prepared", f"data.dir={prepared_dir(tmp_path)}",
-                         "cluster.device=cuda"], tmp_path)
+                         # a family vLLM cannot serve is planned for the CPU (on GPU it stops at planning)
+                         "cluster.device=cuda" if vllm_serves(model) else "cluster.device=cpu"], tmp_path)
     inherited = {k: v for k, v in SMOKE.items() if cfg.algorithm.get(k) == v}
     assert not inherited, f"model={model} data=prepared composes smoke-sized values {inherited}"
     verl = plan_run(cfg).verl_config
