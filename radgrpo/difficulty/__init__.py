@@ -26,13 +26,14 @@ import hashlib
 import json
 import os
 import signal
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from radgrpo.atomic import replace_atomically
 
 TABLE = "pass_rates.parquet"
 SUMMARY = "summary.json"
@@ -74,15 +75,11 @@ def cache_dir(cache_root: str | Path, key: dict) -> Path:
 
 
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    replace_atomically(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    replace_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def read_table(folder: Path) -> pa.Table | None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from radgrpo.atomic import replace_atomically
 from radgrpo.data.schema import decode_ground_truth
 from radgrpo.eval.metrics import METRICS_BY_TASK, Record, bootstrap_ci, strip_reasoning
 from radgrpo.eval.store import GenerationStore
@@ -153,12 +154,13 @@ def write_summary(rows: list[dict], model: ModelUnderTest, cfg: DictConfig) -> P
                "strip_reasoning": bool(cfg.strip_reasoning),
                "generation": OmegaConf.to_container(cfg.generation, resolve=True), "metrics": rows}
     _atomic_write(model.output_dir / "eval_summary.json", json.dumps(summary, indent=2))
-    tmp = model.output_dir / "eval_summary.csv.tmp"
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, model.output_dir / "eval_summary.csv")
+    def write_csv(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    replace_atomically(model.output_dir / "eval_summary.csv", write_csv)
     return model.output_dir / "eval_summary.json"
 
 
@@ -220,9 +222,7 @@ def _device(cfg: DictConfig) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    replace_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def _plain(value: Any) -> Any:

@@ -28,6 +28,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from radgrpo.atomic import replace_atomically
 from radgrpo.prep.errors import Drop
 
 _EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
@@ -157,7 +158,7 @@ class ImageResolver:
         name = hashlib.sha1(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:24]
         target = self._cache_dir() / f"{name}.png"
         if not target.exists():
-            _atomic_write(target, _png_bytes(to_8bit_rgb(load())))
+            replace_atomically(target, lambda tmp: tmp.write_bytes(_png_bytes(to_8bit_rgb(load()))))
             self.converted += 1
         return str(target)
 
@@ -176,7 +177,7 @@ class ImageResolver:
             return data
         target = self._cache_dir() / (hashlib.sha1(data).hexdigest()[:24] + suffix)
         if not target.exists():
-            _atomic_write(target, data)
+            replace_atomically(target, lambda tmp: tmp.write_bytes(data))
         return str(target)
 
     def _cache_dir(self) -> Path:
@@ -239,7 +240,3 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
