@@ -9,6 +9,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
+from verl.trainer.ppo.utils import need_critic, need_reference_policy
+
+from radgrpo.engine.verl_config import uses_critic, uses_reference_policy
 from radgrpo.runs.plan import ConfigError, plan_run
 
 from ..conftest import CONF_DIR
@@ -52,6 +55,9 @@ def test_every_option_composes_into_a_verl_config(group, option, tmp_path):
         return
     plan = plan_run(cfg)
     verl = plan.verl_config
+    # the dry run's own spelling of verl's two role checks (no import of verl's trainer) agrees with verl
+    assert uses_critic(verl) == need_critic(verl)
+    assert uses_reference_policy(verl) == need_reference_policy(verl)
     if group != "algorithm":  # the algorithm options' own keys: tests/unit/test_algorithms.py
         assert verl.algorithm.adv_estimator == "grpo"
     assert verl.reward.custom_reward_function.path.endswith("radgrpo/rewards/verl_entry.py")
