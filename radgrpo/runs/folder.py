@@ -48,6 +48,16 @@ class RunFolder:
         return sorted(self.root.glob("metrics.attempt*.jsonl"),
                       key=lambda p: int(p.stem.removeprefix("metrics.attempt")))
 
+    def latest_checkpointed_step(self) -> int | None:
+        """The step of verl's latest checkpoint (where a rerun resumes), None before the first."""
+        marker = self.checkpoints / "latest_checkpointed_iteration.txt"
+        text = marker.read_text().strip() if marker.exists() else ""
+        return int(text) if text else None
+
+    def earlier_attempt_lines(self) -> list[dict]:
+        """The metrics lines of every earlier attempt, oldest first."""
+        return [line for path in self.earlier_metrics() for line in read_jsonl(path)]
+
     def keep_previous_metrics(self) -> None:
         """verl's file logger truncates its file; a resumed run (requeue) keeps the earlier lines aside."""
         if self.metrics.exists() and self.metrics.stat().st_size:

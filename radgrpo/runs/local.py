@@ -51,7 +51,9 @@ def run(cfg: DictConfig, ray_address: str | None = None) -> dict:
         folder = RunFolder(plan.run_dir)
         folder.keep_previous_metrics()
         console.start(cfg, plan)
-        env = {**process_env(plan.device, plan.family, folder.metrics), **tracking.start(cfg, folder.root)}
+        wandb_env = tracking.start(cfg, folder.root, earlier_lines=folder.earlier_attempt_lines(),
+                                   resume_step=folder.latest_checkpointed_step())
+        env = {**process_env(plan.device, plan.family, folder.metrics), **wandb_env}
         error = None
         try:
             run_verl(plan.verl_config, env)

@@ -25,11 +25,9 @@ def _finite_or_none(value):
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def latest_checkpoint(checkpoint_dir: Path) -> str | None:
-    marker = checkpoint_dir / "latest_checkpointed_iteration.txt"
-    if marker.exists():
-        return str(checkpoint_dir / f"global_step_{marker.read_text().strip()}")
-    return None
+def latest_checkpoint(folder: RunFolder) -> str | None:
+    step = folder.latest_checkpointed_step()
+    return None if step is None else str(folder.checkpoints / f"global_step_{step}")
 
 
 def _train_steps(steps: list[dict]) -> list[dict]:
@@ -56,7 +54,7 @@ def build_summary(run_dir: Path, steps: list[dict], *, wall_time_s: float, error
         "run_dir": str(run_dir),
         "metrics_file": str(folder.metrics),
         "checkpoint_dir": str(folder.checkpoints),
-        "latest_checkpoint": latest_checkpoint(folder.checkpoints),
+        "latest_checkpoint": latest_checkpoint(folder),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 

@@ -7,6 +7,15 @@ wandb run again (same id, `resume=allow`) and sets summary.json as its summary, 
 status, steps, wall time and final metrics next to verl's last values. Offline, this appends a second
 `offline-run-*-<id>` folder; `wandb sync` replays both into the one run. `scrubbed_logs` wraps the
 whole run and rewrites its log files without secrets once nothing writes to them any more.
+
+A preempted attempt's own steps (a requeued SLURM job, offline): wandb-core writes an offline run's
+records into 32 KiB blocks and puts a partly filled block on disk only when the run finishes; a
+process killed before `wandb.finish` (USR2 kills verl's trainer worker, SIGKILL, a lost node) leaves
+its last steps - for short runs all of them - out of `run-<id>.wandb`, so `wandb sync` could never
+upload them. `start` therefore logs, in an offline folder of their own placed before the resumed
+attempt's, the steps an earlier attempt wrote to `metrics.attempt<k>.jsonl` (verl's file logger is
+unbuffered and receives the same dict as wandb) that are missing from the run's offline records, up
+to the checkpoint the new attempt resumes from (later steps are trained again and logged by it).
 """
 
 from __future__ import annotations
@@ -17,21 +26,63 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from radgrpo.tracking import tracking_env, uses_wandb
+from radgrpo.tracking import tracking_env, uses_wandb, wandb_run_id
 from radgrpo.tracking.generations import warn_image_upload
 from radgrpo.tracking.labels import RunLabels, run_labels
 from radgrpo.tracking.sampling_stats import subset_statistics
 from radgrpo.tracking.secrets import redact_config, redact_files, scrub_console, secret_values
 
 
-def start(cfg: DictConfig, run_dir: Path, job_type: str = "train") -> dict[str, str]:
-    """Scrub secrets from the console and Hydra's files; the wandb environment for verl."""
+def start(cfg: DictConfig, run_dir: Path, job_type: str = "train", earlier_lines: list[dict] = (),
+          resume_step: int | None = None) -> dict[str, str]:
+    """Scrub secrets from the console and Hydra's files; complete the offline history with what an
+    earlier attempt lost (`earlier_lines`: its metrics lines; `resume_step`: the checkpoint this attempt
+    resumes from); the wandb environment for verl."""
     values = secret_values(cfg)
     scrub_console(values)
     redact_files(sorted(Path(run_dir).glob(".hydra/*.yaml")), values)
     if uses_wandb(cfg.logger) and cfg.logger.get("upload_images", False):
         warn_image_upload()
-    return tracking_env(cfg.logger, run_dir, run_labels(cfg, job_type))
+    labels = run_labels(cfg, job_type)
+    restored = restore_lost_steps(cfg, Path(run_dir), labels, list(earlier_lines), resume_step)
+    if restored:
+        print(f"radgrpo: wandb: logged steps {restored[0]}-{restored[-1]} of an earlier attempt that was killed "
+              f"before wandb wrote them to its offline run", file=sys.stderr)
+    return tracking_env(cfg.logger, run_dir, labels)
+
+
+def lost_steps(recorded: list[dict], earlier_lines: list[dict], resume_step: int | None) -> list[dict]:
+    """Metrics lines (`{"step", "data"}`) of earlier attempts missing from the `recorded` history rows:
+    the steps after the last one on record up to `resume_step` (one line per step, the latest
+    attempt's when a step was trained twice; steps after the checkpoint are trained again)."""
+    if resume_step is None:
+        return []
+    last = max((int(row["_step"]) for row in recorded if "_step" in row), default=-1)
+    by_step = {int(line["step"]): line for line in earlier_lines if isinstance(line.get("data"), dict)}
+    return [by_step[step] for step in sorted(by_step) if last < step <= resume_step]
+
+
+def restore_lost_steps(cfg: DictConfig, run_dir: Path, labels: RunLabels, earlier_lines: list[dict],
+                       resume_step: int | None) -> list[int]:
+    """Offline wandb only: log `lost_steps` into the run (same id, a folder of its own) before this
+    attempt starts; returns the steps logged. Online runs stream their records to the server as they
+    are logged, and what the server holds is not known here."""
+    from radgrpo.tracking.offline import read_offline_run
+
+    if not earlier_lines or not uses_wandb(cfg.logger) or cfg.logger.get("mode") != "offline":
+        return []
+    try:
+        recorded = read_offline_run(run_dir, wandb_run_id(run_dir)).history
+    except FileNotFoundError:  # the earlier attempt died before wandb created its folder
+        recorded = []
+    lines = lost_steps(recorded, earlier_lines, resume_step)
+    if not lines:
+        return []
+    run = _open_run(cfg, run_dir, labels)
+    for line in lines:
+        run.log(line["data"], step=int(line["step"]))
+    run.finish()
+    return [int(line["step"]) for line in lines]
 
 
 @contextmanager
@@ -58,10 +109,17 @@ def finish(cfg: DictConfig, run_dir: Path, summary: dict, job_type: str = "train
 
 
 def push_summary(cfg: DictConfig, run_dir: Path, summary: dict, labels: RunLabels) -> None:
+    run = _open_run(cfg, run_dir, labels)
+    run.summary.update(summary)
+    run.finish()
+
+
+def _open_run(cfg: DictConfig, run_dir: Path, labels: RunLabels):
+    """This run's wandb run (its id, `resume=allow`), opened from radgrpo's own process."""
     import wandb
 
     env = tracking_env(cfg.logger, run_dir, labels)
-    run = wandb.init(
+    return wandb.init(
         id=env["WANDB_RUN_ID"], resume="allow", project=str(cfg.logger.get("project", "radgrpo")),
         entity=cfg.logger.get("entity"), name=str(cfg.run_name), group=labels.group, job_type=labels.job_type,
         tags=list(labels.tags), dir=str(run_dir), mode=env["WANDB_MODE"],
@@ -69,5 +127,3 @@ def push_summary(cfg: DictConfig, run_dir: Path, summary: dict, labels: RunLabel
         # may carry a secret override (the training process records the run's environment)
         settings=wandb.Settings(console="off", x_disable_meta=True, x_save_requirements=False),
     )
-    run.summary.update(summary)
-    run.finish()

@@ -96,3 +96,69 @@ def test_a_run_folder_names_its_sweep_group_for_tools_that_log_beside_it(tmp_pat
     assert run_folder_group(run_dir) == "tiny_2x2: algorithm.lr x seed"
     assert run_folder_group(run_dir, {"group": "mine"}) == "mine"
     assert run_folder_group(tmp_path) is None
+
+
+KILLED_ATTEMPT = """
+import os, sys, time, wandb
+run = wandb.init(project="radgrpo", id=sys.argv[2], dir=sys.argv[1], mode="offline", resume="allow",
+                 settings=wandb.Settings(console="off", x_disable_meta=True))
+for step in (1, 2, 3):
+    run.log({"actor/pg_loss": 0.1 * step}, step=step)
+print("logged", flush=True)
+time.sleep(600)
+"""
+
+
+def test_steps_a_killed_attempt_never_wrote_are_logged_into_the_same_offline_run(tmp_path, monkeypatch):
+    """wandb-core keeps an offline run's last records in memory until the run finishes: a process
+    killed after logging steps 1-3 leaves none of them on disk. The next attempt, resuming from the
+    checkpoint at step 2, logs steps 1-2 from the earlier attempt's metrics; then trains 3-4."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import wandb
+
+    from radgrpo.tracking import wandb_run_id
+    from radgrpo.tracking.labels import RunLabels
+    from radgrpo.tracking.offline import read_offline_run
+    from radgrpo.tracking.run import lost_steps, restore_lost_steps
+
+    for name in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    run_dir = tmp_path / "run"
+    run_id = wandb_run_id(run_dir)
+    killed = subprocess.Popen([sys.executable, "-c", KILLED_ATTEMPT, str(run_dir), run_id], stdout=subprocess.PIPE,
+                              text=True)
+    assert killed.stdout.readline().strip() == "logged"
+    time.sleep(1)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(30)
+    assert [r for r in read_offline_run(run_dir, run_id).history if "actor/pg_loss" in r] == []  # nothing on disk
+
+    earlier = [{"step": s, "data": {"actor/pg_loss": 0.1 * s}} for s in (1, 2, 3)]
+    assert [line["step"] for line in lost_steps([], earlier, resume_step=2)] == [1, 2]
+    assert lost_steps([{"_step": 2}], earlier, resume_step=2) == []  # already on record
+    assert lost_steps([], earlier, resume_step=None) == []  # no checkpoint: the rerun starts over
+
+    cfg = OmegaConf.create({"logger": {"backends": ["wandb"], "mode": "offline", "project": "radgrpo"},
+                            "run_name": "r"})
+    labels = RunLabels(job_type="train", group=None, tags=())
+    assert restore_lost_steps(cfg, run_dir, labels, earlier, resume_step=2) == [1, 2]
+    time.sleep(1.1)  # an offline folder is named by the second its process starts
+    assert restore_lost_steps(cfg, run_dir, labels, earlier, resume_step=2) == []  # a later attempt: on record
+    resumed = wandb.init(project="radgrpo", id=run_id, dir=str(run_dir), mode="offline", resume="allow",
+                         settings=wandb.Settings(console="off", x_disable_meta=True))
+    for step in (3, 4):
+        resumed.log({"actor/pg_loss": 1.0 * step}, step=step)
+    resumed.finish()
+    deadline = time.monotonic() + 30
+    while True:  # wandb-core closes the file shortly after finish() returns
+        run = read_offline_run(run_dir, run_id)
+        rows = [r for r in run.history if "actor/pg_loss" in r]
+        if len(rows) >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(run.folders) == 3
+    assert [(r["_step"], r["actor/pg_loss"]) for r in rows] == [(1, 0.1), (2, 0.2), (3, 3.0), (4, 4.0)]
