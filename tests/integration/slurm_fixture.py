@@ -95,10 +95,14 @@ def run_root(request) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{request.node.name[:60]}-", dir=RUNS_ROOT))
 
 
-def radgrpo_cmd() -> list[str]:
-    script = Path(sys.executable).with_name("radgrpo")
+APPS = {"radgrpo": "train", "radgrpo-difficulty": "difficulty", "radgrpo-eval": "eval", "radgrpo-report": "report"}
+
+
+def radgrpo_cmd(app: str = "radgrpo") -> list[str]:
+    """The console script `app` of this venv (or its module when not installed)."""
+    script = Path(sys.executable).with_name(app)
     return [str(script)] if script.exists() else [sys.executable, "-c",
-                                                  "from radgrpo.cli.train import main; main()"]
+                                                  f"from radgrpo.cli.{APPS[app]} import main; main()"]
 
 
 def radgrpo_env() -> dict[str, str]:
@@ -106,9 +110,9 @@ def radgrpo_env() -> dict[str, str]:
             "HYDRA_FULL_ERROR": "1"}
 
 
-def run_radgrpo(args: list[str], timeout_s: float = 1200) -> subprocess.CompletedProcess:
-    """Run the `radgrpo` app to its end; stdout and stderr together in `.stdout`."""
-    proc = subprocess.run([*radgrpo_cmd(), *args], cwd=REPO, env=radgrpo_env(), stdout=subprocess.PIPE,
+def run_radgrpo(args: list[str], timeout_s: float = 1200, app: str = "radgrpo") -> subprocess.CompletedProcess:
+    """Run the `radgrpo` app (or another radgrpo-* app) to its end; stdout and stderr together in `.stdout`."""
+    proc = subprocess.run([*radgrpo_cmd(app), *args], cwd=REPO, env=radgrpo_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout_s)
     print(proc.stdout[-20000:])
     return proc

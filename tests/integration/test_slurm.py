@@ -3,6 +3,7 @@ through submitit / hydra-submitit-launcher and verl trains the tiny model on CPU
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import subprocess
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from radgrpo.tracking import wandb_run_id
 from radgrpo.tracking.offline import read_offline_run
 
@@ -45,9 +47,31 @@ def test_default_run_submitted_with_cluster_slurm_returns_its_summary(slurm_clus
     assert [r["State"] for r in rows] == ["COMPLETED"], rows
 
 
-def test_2x2_sweep_runs_as_one_job_array_and_all_complete(slurm_cluster, run_root):
-    proc = run_radgrpo(["-m", "sweep=tiny_2x2", "cluster=slurm", *CPU_SLURM_ARGS, *NO_VALIDATION,
-                        "cluster.slurm.array_parallelism=2", f"paths.output_root={run_root}"])
+# The rows of tests/integration/test_study_sweep.py: the same pass-rate table (radgrpo-difficulty's cache
+# entry), whichever of the two tests computes it first in a session.
+STUDY_DATA = ["data.num_train=24", "data.num_val=4"]
+
+
+def test_size_x_sampling_study_runs_as_one_job_array_with_hard_sampling_and_is_reported(slurm_cluster, run_root):
+    """The study on SLURM: pass rates from radgrpo-difficulty as a SLURM job, then the CPU study preset
+    cut to 2 sizes x 2 strategies x 1 seed as one 4-task job array (1 GRPO step each, no validation),
+    the hard runs choosing from that table inside their array tasks, then radgrpo-report."""
+    from radgrpo.difficulty import SUMMARY
+
+    import pyarrow.parquet as pq
+
+    difficulty = run_radgrpo(["sampling=hard_tiny", "progress=false", *STUDY_DATA, "cluster=slurm", *CPU_SLURM_ARGS,
+                              f"paths.output_root={run_root}"], app="radgrpo-difficulty")
+    assert difficulty.returncode == 0, difficulty.stdout[-3000:]
+    job_id, difficulty_dir = submitted(difficulty.stdout)
+    table = json.loads((difficulty_dir / SUMMARY).read_text())["table"]
+    eligible = {r["id"] for r in pq.read_table(table).to_pylist() if 0.25 <= r["pass_rate"] <= 0.75}
+    assert len(eligible) >= 4, f"the tiny model passes too few rows 1-3 times of 4: {len(eligible)}"
+    assert [r["State"] for r in slurm_cluster.wait_state(job_id, {"COMPLETED"})] == ["COMPLETED"]
+
+    proc = run_radgrpo(["-m", "sweep=cpu_size_x_sampling", "sampling.size=2,4", "seed=1", *STUDY_DATA,
+                        "algorithm.train_batch_size=2", "algorithm.ppo_mini_batch_size=2", "cluster=slurm",
+                        *CPU_SLURM_ARGS, "cluster.slurm.array_parallelism=2", f"paths.output_root={run_root}"])
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "[radgrpo.sweep] 4 of 4 runs completed" in proc.stdout
     runs = sweep_runs(run_root)
@@ -59,8 +83,33 @@ def test_2x2_sweep_runs_as_one_job_array_and_all_complete(slurm_cluster, run_roo
     for run in runs:
         summary = json.loads((run / "summary.json").read_text())
         assert summary["status"] == "completed" and summary["steps_completed"] == 1, run
+        ids = json.loads((run / "data" / "train_ids.json").read_text())
+        if run.name.endswith("hard_tiny"):  # chosen inside the array task from the difficulty job's table
+            assert set(ids) <= eligible, (run, ids)
+        assert len(ids) in (2, 4)
     rows = slurm_cluster.wait_state(array_ids.pop(), {"COMPLETED"})
     assert len(rows) == 4 and {r["State"] for r in rows} == {"COMPLETED"}, rows
+
+    (multirun,) = {r.parent for r in runs}
+    report = run_radgrpo([str(multirun), "--no-wandb"], app="radgrpo-report")
+    assert report.returncode == 0, report.stdout[-3000:]
+    assert "4 of 4 runs completed" in report.stdout
+    with open(multirun / "report" / "runs.csv") as fh:
+        csv_rows = list(csv.DictReader(fh))
+    assert sorted((r["strategy"], r["train_rows"], r["status"]) for r in csv_rows) == [
+        ("hard", "2", "completed"), ("hard", "4", "completed"), ("uniform", "2", "completed"),
+        ("uniform", "4", "completed")]
+    for row in csv_rows:
+        summary = json.loads((multirun / row["run"] / "summary.json").read_text())
+        assert float(row["final/critic/score/mean"]) == pytest.approx(summary["final_metrics"]["critic/score/mean"])
+    with open(multirun / "report" / "summary_table.csv") as fh:
+        assert sorted((r["size"], r["strategy"], r["n"]) for r in csv.DictReader(fh)) == [
+            ("2", "hard", "1"), ("2", "uniform", "1"), ("4", "hard", "1"), ("4", "uniform", "1")]
+    for name in ("metric_vs_size.png", "reward_curves.png"):
+        with Image.open(multirun / "report" / name) as image:
+            assert image.format == "PNG"
+    plotted = json.loads((multirun / "report" / "report.json").read_text())["plotted"]
+    assert set(plotted["metric_vs_size"]) == {"hard", "uniform"} and len(plotted["reward_curves"]) == 4
 
 
 def test_failed_run_is_reported_with_its_log_and_the_rest_of_the_sweep_completes(slurm_cluster, run_root):
