@@ -3,6 +3,8 @@
     radgrpo-eval                                           # base tiny model, synthetic grounding val
     radgrpo-eval checkpoint=outputs/runs/<day>/<run> step=all
     radgrpo-eval model=qwen2_5_vl_7b suite=radvlm_grounding suite.root=/data/prepared cluster=slurm
+    radgrpo-eval checkpoint=<run> step=all cluster=slurm          # a SLURM job array: a task per checkpoint
+    radgrpo-eval -m checkpoint=<run> step=2,4 suite=a,b cluster=slurm   # (checkpoint x suite) array (Hydra)
 
 The work is in radgrpo.eval.evaluate; this entry point only composes and reports errors in one line.
 """
@@ -34,11 +36,17 @@ def evaluate_here(cfg: DictConfig, _extra: list | None = None) -> dict:
 def evaluate(cfg: DictConfig) -> None:
     from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
-    from radgrpo.cluster import launch
+    from radgrpo.cluster import inside_slurm_job, launch
     from radgrpo.errors import UserError
+    from radgrpo.eval.checkpoints import checkpoint_steps
+    from radgrpo.eval.evaluate import evaluate_as_array
 
     try:
-        launch(cfg, evaluate_here)
+        steps = checkpoint_steps(cfg) if cfg.cluster.name != "local" and not inside_slurm_job() else []
+        if len(steps) > 1:  # one array task per checkpoint
+            evaluate_as_array(cfg, steps, evaluate_here)
+        else:
+            launch(cfg, evaluate_here)
     except (MissingMandatoryValue, InterpolationToMissingValueError) as exc:
         _fail(str(exc).splitlines()[0] + " (set it on the command line)")
     except UserError as exc:

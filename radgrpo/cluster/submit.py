@@ -73,34 +73,62 @@ def executor_parameters(cfg: DictConfig) -> dict[str, Any]:
 
 
 def submit_and_wait(cfg: DictConfig, run_local: RunLocal) -> dict | None:
+    container = OmegaConf.to_container(cfg, resolve=True)
+    run_dir = Path(container["paths"]["run_dir"])
+    executor = _executor(cfg, RunFolder(run_dir).slurm / "%j")
+    job = submit(executor, SlurmRun(container, run_local))
+    print(f"{TAG} submitted SLURM job {job.job_id} ({cfg.cluster.name}, {cfg.cluster.nnodes} node(s)); "
+          f"waiting. Run dir: {run_dir}", flush=True)
+    print(f"{TAG}   log: {job.paths.stdout}", flush=True)
+    print(f"{TAG}   err: {job.paths.stderr}", flush=True)
+    (result,) = _wait([job])
+    print(f"{TAG} SLURM job {job.job_id} finished", flush=True)
+    return result
+
+
+def submit_array_and_wait(cfgs: list[DictConfig], run_local: RunLocal, folder: Path) -> list[dict | None]:
+    """One SLURM job array, a task per config (each trains or evaluates `run_local` on its own resolved
+    config; the sbatch parameters are the first config's), submitit's logs under `folder`; waits for
+    every task and returns their results in order. A failed task fails the whole with its log."""
+    containers = [OmegaConf.to_container(cfg, resolve=True) for cfg in cfgs]
+    executor = _executor(cfgs[0], Path(folder) / "%j")
+    executor.update_parameters(slurm_array_parallelism=int(cfgs[0].cluster.slurm.array_parallelism))
+    jobs = submit_batch(executor, [SlurmRun(c, run_local) for c in containers])
+    array_id = jobs[0].job_id.split("_")[0]
+    print(f"{TAG} submitted SLURM job array {array_id} ({len(jobs)} tasks, {cfgs[0].cluster.name}); waiting. "
+          f"Logs: {jobs[0].paths.folder}", flush=True)
+    results = _wait(jobs)
+    print(f"{TAG} SLURM job array {array_id} finished", flush=True)
+    return results
+
+
+def _executor(cfg: DictConfig, folder: Path) -> submitit.AutoExecutor:
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
     if missing:
         raise SlurmRunError(
             f"cluster={cfg.cluster.name}: {' and '.join(missing)} not found on this machine; start a one-machine "
             "SLURM with launchers/slurm/up, or run with cluster=local"
         )
-    container = OmegaConf.to_container(cfg, resolve=True)
-    run_dir = Path(container["paths"]["run_dir"])
-    folder = RunFolder(run_dir).slurm / "%j"
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
                                      slurm_max_num_timeout=int(cfg.cluster.slurm.max_num_timeout))
     executor.update_parameters(**executor_parameters(cfg))
-    job = submit(executor, SlurmRun(container, run_local))
-    print(f"{TAG} submitted SLURM job {job.job_id} ({cfg.cluster.name}, {cfg.cluster.nnodes} node(s)); "
-          f"waiting. Run dir: {run_dir}", flush=True)
-    print(f"{TAG}   log: {job.paths.stdout}", flush=True)
-    print(f"{TAG}   err: {job.paths.stderr}", flush=True)
-    try:
-        results = job.results()
-    except KeyboardInterrupt:
-        print(f"{TAG} stopped waiting; job {job.job_id} keeps running (scancel {job.job_id} to stop it)")
-        raise
-    except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as err:
-        raise SlurmRunError(
-            f"SLURM job {job.job_id} failed: {last_error_line(str(err))}; log: {job.paths.stderr}"
-        ) from None
-    print(f"{TAG} SLURM job {job.job_id} finished", flush=True)
-    return results[0]
+    return executor
+
+
+def _wait(jobs: list[submitit.Job]) -> list[dict | None]:
+    """Each job's result (rank 0's), in order; a failed job is one SlurmRunError line with its log."""
+    results = []
+    for job in jobs:
+        try:
+            results.append(job.results()[0])
+        except KeyboardInterrupt:
+            print(f"{TAG} stopped waiting; job {job.job_id} keeps running (scancel {job.job_id} to stop it)")
+            raise
+        except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as err:
+            raise SlurmRunError(
+                f"SLURM job {job.job_id} failed: {last_error_line(str(err))}; log: {job.paths.stderr}"
+            ) from None
+    return results
 
 
 # sbatch's refusals ("sbatch: error: Batch job submission failed: ...") and the setting behind each,
@@ -122,10 +150,20 @@ SBATCH_SETTINGS = (
 
 def submit(executor: submitit.AutoExecutor, run: SlurmRun) -> submitit.Job:
     """executor.submit, with sbatch's refusal turned into one SlurmRunError line naming the setting."""
+    return submit_batch(executor, [run], array=False)[0]
+
+
+def submit_batch(executor: submitit.AutoExecutor, runs: list[SlurmRun], array: bool = True) -> list[submitit.Job]:
+    """Submit `runs` (as one job array unless `array=False` and there is one run); sbatch's refusal is
+    one SlurmRunError line naming the setting."""
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):  # submitit prints sbatch's stderr; it goes in the message
-            return executor.submit(run)
+            if not array:
+                return [executor.submit(run) for run in runs]
+            with executor.batch():
+                jobs = [executor.submit(run) for run in runs]
+            return jobs
     except submitit.core.utils.FailedJobError as err:
         raise SlurmRunError(sbatch_refusal(str(err) or captured.getvalue())) from None
 

@@ -27,3 +27,17 @@ def exported_checkpoints(source: Path, which: str) -> list[tuple[Path, str, Path
         step_dir = actor.parent
         out.append((run_dir_of(actor) or step_dir.parent.parent, step_dir.name, target))
     return out
+
+
+def checkpoint_steps(cfg) -> list[int]:
+    """The step numbers `checkpoint=<run folder> step=all` names (without exporting them), else []:
+    what a SLURM evaluation splits into one array task per checkpoint."""
+    from radgrpo.export.checkpoint import all_actor_dirs
+
+    checkpoint = cfg.get("checkpoint")
+    if not checkpoint or str(cfg.get("step", "latest")) != "all":
+        return []
+    folder = Path(str(checkpoint)).expanduser()
+    if (folder / "config.json").is_file():
+        return []
+    return [int(actor.parent.name.rsplit("_", 1)[-1]) for actor in all_actor_dirs(folder)]

@@ -15,6 +15,7 @@ Where results go is deterministic (not a timestamp), so rerunning a killed comma
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -190,6 +191,25 @@ def run_eval(cfg: DictConfig) -> list[dict]:
     if len({(r["model"], r["step"]) for r in all_rows}) > 1:
         print(f"radgrpo-eval: best steps {write_best(all_rows, models[0].output_dir.parent)}")
     return all_rows
+
+
+def evaluate_as_array(cfg: DictConfig, steps: list[int], run_local) -> list[dict]:
+    """`cluster=slurm`, several checkpoints: one SLURM array task per checkpoint (`step=<N>`, each
+    exporting and evaluating its own), then `eval_best.json` from every task's rows, as `step=all`
+    in one process writes it. `run_local(cfg, ray_address)` is what each task runs."""
+    from radgrpo.cluster.submit import submit_array_and_wait
+    from radgrpo.runs.folder import RunFolder
+
+    tasks = []
+    for step in steps:
+        task = copy.deepcopy(cfg)
+        OmegaConf.update(task, "step", step)
+        tasks.append(task)
+    results = submit_array_and_wait(tasks, run_local, RunFolder(Path(str(cfg.paths.run_dir))).slurm)
+    rows = [row for result in results for row in result["metrics"]]
+    folder = Path(os.path.expanduser(str(cfg.checkpoint)))
+    print(f"radgrpo-eval: best steps {write_best(rows, RunFolder(folder).eval / str(cfg.suite.name))}")
+    return rows
 
 
 def write_best(rows: list[dict], folder: Path) -> Path:

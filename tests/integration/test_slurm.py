@@ -7,6 +7,7 @@ import csv
 import json
 import re
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -188,13 +189,22 @@ def _verl_nnodes(run_dir: Path) -> int:
     return int(OmegaConf.load(run_dir / "verl_config.yaml").trainer.nnodes)
 
 
-def test_usr2_after_a_checkpoint_requeues_and_training_resumes_at_the_next_step(slurm_cluster, run_root):
-    total = 6
+USR2_TOTAL_STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def preempted_run(slurm_cluster):
+    """A run preempted (USR2) after its first checkpoint, requeued and resumed to the end; its checkpoints
+    (steps 2, 4, 6) are evaluated by the SLURM evaluation test too."""
+    from .slurm_fixture import RUNS_ROOT
+
+    RUNS_ROOT.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="usr2-", dir=RUNS_ROOT))
     # 8 rows, batch 4: 2 steps per epoch, so the checkpoint at step 2 sits on an epoch boundary, where
     # verl used to resume and train 0 steps (verl PR #5725).
-    args = ["cluster=slurm", *CPU_SLURM_ARGS, *NO_VALIDATION, f"algorithm.total_training_steps={total}",
+    args = ["cluster=slurm", *CPU_SLURM_ARGS, *NO_VALIDATION, f"algorithm.total_training_steps={USR2_TOTAL_STEPS}",
             "data.num_train=8", "verl.trainer.save_freq=2", "logger=wandb", "logger.mode=offline",
-            f"paths.output_root={run_root}"]
+            f"paths.output_root={root}"]
     proc = subprocess.Popen([*radgrpo_cmd(), *args], cwd=REPO, env=radgrpo_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     out = []
@@ -218,7 +228,13 @@ def test_usr2_after_a_checkpoint_requeues_and_training_resumes_at_the_next_step(
             proc.kill()
     output = "".join(out)
     print(output[-20000:])
-    assert proc.returncode == 0, output[-3000:]
+    return proc.returncode, output, job_id, run_dir, checkpointed
+
+
+def test_usr2_after_a_checkpoint_requeues_and_training_resumes_at_the_next_step(preempted_run):
+    returncode, output, job_id, run_dir, checkpointed = preempted_run
+    total = USR2_TOTAL_STEPS
+    assert returncode == 0, output[-3000:]
     assert checkpointed < total
     log = (run_dir / "slurm" / job_id / f"{job_id}_0_log.out").read_text()
     assert "restart 0" in log and "restart 1" in log, log[-3000:]  # the same job ran again after USR2
@@ -240,3 +256,30 @@ def test_usr2_after_a_checkpoint_requeues_and_training_resumes_at_the_next_step(
     steps = [row["_step"] for row in offline.history if "actor/pg_loss" in row]
     assert steps == list(range(1, total + 1)), steps
     assert offline.summary["status"] == "completed" and offline.summary["attempts"] == 2
+
+
+def test_eval_of_every_checkpoint_runs_as_one_job_array_and_marks_the_best(slurm_cluster, preempted_run, run_root):
+    """radgrpo-eval checkpoint=<run> step=all cluster=slurm: one array task per checkpoint, each exporting
+    and evaluating its own (a few synthetic grounding samples), then eval_best.json over all of them."""
+    _, _, _, run_dir, _ = preempted_run
+    steps = sorted(int(p.name.rsplit("_", 1)[-1]) for p in (run_dir / "checkpoints").glob("global_step_*"))
+    assert len(steps) >= 2, steps
+    proc = run_radgrpo([f"checkpoint={run_dir}", "step=all", "cluster=slurm", *CPU_SLURM_ARGS, "data.num_val=2",
+                        "generation.max_new_tokens=16", "bootstrap.resamples=50", f"paths.output_root={run_root}"],
+                       app="radgrpo-eval")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    match = re.search(r"submitted SLURM job array (\d+) \((\d+) tasks", proc.stdout)
+    assert match and int(match.group(2)) == len(steps), proc.stdout[-3000:]
+    rows = slurm_cluster.wait_state(match.group(1), {"COMPLETED"})
+    assert len(rows) == len(steps) and {r["State"] for r in rows} == {"COMPLETED"}, rows
+    suite = run_dir / "eval" / "synthetic_grounding"
+    for step in steps:
+        summary = json.loads((suite / f"global_step_{step}" / "eval_summary.json").read_text())
+        assert summary["step"] == f"global_step_{step}" and summary["model_path"] == str(run_dir / "export" / f"global_step_{step}")
+        assert {r["metric"] for r in summary["metrics"]} >= {"map@0.5", "mean_iou"}
+        assert all(r["n"] == 2 for r in summary["metrics"])
+    best = json.loads((suite / "eval_best.json").read_text())
+    values = {step: {r["metric"]: r["value"] for r in json.loads(
+        (suite / f"global_step_{step}" / "eval_summary.json").read_text())["metrics"]} for step in steps}
+    for metric, choice in best["synthetic_grounding"].items():
+        assert choice["value"] == max(v[metric] for v in values.values()), (metric, choice)

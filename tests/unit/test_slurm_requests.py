@@ -34,3 +34,22 @@ def test_the_gpu_request_follows_the_device(overrides, gpus, tmp_path):
 def test_an_sbatch_refusal_names_the_setting(stderr, setting):
     message = sbatch_refusal(stderr + "\n")
     assert message == f"sbatch refused the job ({stderr}); check {setting}"
+
+
+def test_step_all_of_a_run_lists_its_checkpoints_for_one_array_task_each(tmp_path):
+    from omegaconf import OmegaConf
+
+    from radgrpo.eval.checkpoints import checkpoint_steps
+
+    run = tmp_path / "run"
+    for step in (10, 2, 4):
+        actor = run / "checkpoints" / f"global_step_{step}" / "actor"
+        actor.mkdir(parents=True)
+        (actor / "fsdp_config.json").write_text("{}")
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    steps = lambda **kw: checkpoint_steps(OmegaConf.create(kw))  # noqa: E731
+    assert steps(checkpoint=str(run), step="all") == [2, 4, 10]
+    assert steps(checkpoint=str(run), step="latest") == [] and steps(checkpoint=str(run), step=4) == []
+    assert steps(checkpoint=None, step="all") == [] and steps(checkpoint=str(hf), step="all") == []
