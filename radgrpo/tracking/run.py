@@ -10,7 +10,7 @@ whole run and rewrites its log files without secrets once nothing writes to them
 
 A preempted attempt's own steps (a requeued SLURM job, offline): wandb-core writes an offline run's
 records into 32 KiB blocks and puts a partly filled block on disk only when the run finishes; a
-process killed before `wandb.finish` (USR2 kills verl's trainer worker, SIGKILL, a lost node) leaves
+process killed before `wandb.finish` (a preempted job's trainer worker, SIGKILL, a lost node) leaves
 its last steps - for short runs all of them - out of `run-<id>.wandb`, so `wandb sync` could never
 upload them. `start` therefore logs, in an offline folder of their own placed before the resumed
 attempt's, the steps an earlier attempt wrote to `metrics.attempt<k>.jsonl` (verl's file logger is
