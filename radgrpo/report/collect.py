@@ -162,8 +162,9 @@ def swept_keys(records: list[dict]) -> list[str]:
 
 def expected_jobs(multirun: Path) -> list[dict[str, str]] | None:
     """The override sets Hydra's basic sweeper will run for this multirun folder (from multirun.yaml:
-    the preset's `hydra.sweeper.params` and comma lists on the command line, which win), or None when
-    a value uses Hydra's functional syntax (range, glob, ...) that this does not expand."""
+    the preset's `hydra.sweeper.params` and comma lists on the command line; a command-line value of a
+    key the preset sweeps wins, a single value too, as in the sweeper), or None when a value uses
+    Hydra's functional syntax (range, glob, ...) that this does not expand."""
     config = _read_yaml(Path(multirun) / "multirun.yaml")
     if not config:
         return None
@@ -171,7 +172,7 @@ def expected_jobs(multirun: Path) -> list[dict[str, str]] | None:
     params = {str(k): str(v) for k, v in ((hydra.get("sweeper") or {}).get("params") or {}).items()}
     for item in (hydra.get("overrides") or {}).get("task") or []:
         key, sep, value = str(item).lstrip("+~").partition("=")
-        if sep and "," in value:
+        if sep and ("," in value or key in params):
             params[key] = value
     if any(ch in value for value in params.values() for ch in "()[]{}"):
         return None

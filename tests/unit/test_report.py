@@ -202,3 +202,16 @@ def test_a_sweep_still_running_lists_the_jobs_hydra_has_not_created_yet(tmp_path
     rows = read_csv(report["files"]["runs.csv"])
     row = next(r for r in rows if r["run"] == "(pending) sampling=hard_tiny sampling.size=16 seed=2")
     assert (row["strategy"], row["size"], row["seed"]) == ("hard", "16", "2")
+
+
+def test_a_single_command_line_value_of_a_swept_key_replaces_the_presets_values(tmp_path):
+    # radgrpo -m sweep=cpu_size_x_sampling seed=1: Hydra's sweeper runs 2 x 2 x 1 jobs, not 2 x 2 x 2
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "sweeper": {"params": {"sampling": "uniform,hard_tiny", "sampling.size": "8,16", "seed": "1,2"}},
+        "overrides": {"task": ["sweep=cpu_size_x_sampling", "sampling.size=2,4", "seed=1"]}}}))
+    make_run(sweep, 0, "uniform", 2, 1, rewards=[0.2])
+    report = build_report([sweep], tmp_path / "report", wandb=False)
+    assert report["runs"] == 4 and list(report["status"].values()).count("not started") == 3
+    assert "(pending) sampling=hard_tiny sampling.size=4 seed=1" in [r["run"] for r in report["not_completed"]]
