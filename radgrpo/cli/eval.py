@@ -42,9 +42,10 @@ def evaluate(cfg: DictConfig) -> None:
     from radgrpo.eval.evaluate import evaluate_as_array
 
     try:
-        steps = checkpoint_steps(cfg) if cfg.cluster.name != "local" and not inside_slurm_job() else []
+        run_dir, steps = (checkpoint_steps(cfg) if cfg.cluster.name != "local" and not inside_slurm_job()
+                          else (None, []))
         if len(steps) > 1:  # one array task per checkpoint
-            evaluate_as_array(cfg, steps, evaluate_here)
+            evaluate_as_array(cfg, run_dir, steps, evaluate_here)
         else:
             launch(cfg, evaluate_here)
     except (MissingMandatoryValue, InterpolationToMissingValueError) as exc:

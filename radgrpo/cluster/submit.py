@@ -150,20 +150,24 @@ SBATCH_SETTINGS = (
 
 def submit(executor: submitit.AutoExecutor, run: SlurmRun) -> submitit.Job:
     """executor.submit, with sbatch's refusal turned into one SlurmRunError line naming the setting."""
-    return submit_batch(executor, [run], array=False)[0]
+    return _sbatch(lambda: executor.submit(run))
 
 
-def submit_batch(executor: submitit.AutoExecutor, runs: list[SlurmRun], array: bool = True) -> list[submitit.Job]:
-    """Submit `runs` (as one job array unless `array=False` and there is one run); sbatch's refusal is
-    one SlurmRunError line naming the setting."""
+def submit_batch(executor: submitit.AutoExecutor, runs: list[SlurmRun]) -> list[submitit.Job]:
+    """`runs` as one job array (submitit's batch), sbatch's refusal as in `submit`."""
+    def array() -> list[submitit.Job]:
+        with executor.batch():
+            jobs = [executor.submit(run) for run in runs]
+        return jobs
+
+    return _sbatch(array)
+
+
+def _sbatch(call):
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):  # submitit prints sbatch's stderr; it goes in the message
-            if not array:
-                return [executor.submit(run) for run in runs]
-            with executor.batch():
-                jobs = [executor.submit(run) for run in runs]
-            return jobs
+            return call()
     except submitit.core.utils.FailedJobError as err:
         raise SlurmRunError(sbatch_refusal(str(err) or captured.getvalue())) from None
 

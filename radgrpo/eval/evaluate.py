@@ -193,10 +193,10 @@ def run_eval(cfg: DictConfig) -> list[dict]:
     return all_rows
 
 
-def evaluate_as_array(cfg: DictConfig, steps: list[int], run_local) -> list[dict]:
-    """`cluster=slurm`, several checkpoints: one SLURM array task per checkpoint (`step=<N>`, each
-    exporting and evaluating its own), then `eval_best.json` from every task's rows, as `step=all`
-    in one process writes it. `run_local(cfg, ray_address)` is what each task runs."""
+def evaluate_as_array(cfg: DictConfig, run_dir: Path, steps: list[int], run_local) -> list[dict]:
+    """`cluster=slurm`, several checkpoints of `run_dir`: one SLURM array task per checkpoint (`step=<N>`,
+    each exporting and evaluating its own), then `eval_best.json` from every task's rows, where
+    `step=all` in one process writes it. `run_local(cfg, ray_address)` is what each task runs."""
     from radgrpo.cluster.submit import submit_array_and_wait
     from radgrpo.runs.folder import RunFolder
 
@@ -207,8 +207,7 @@ def evaluate_as_array(cfg: DictConfig, steps: list[int], run_local) -> list[dict
         tasks.append(task)
     results = submit_array_and_wait(tasks, run_local, RunFolder(Path(str(cfg.paths.run_dir))).slurm)
     rows = [row for result in results for row in result["metrics"]]
-    folder = Path(os.path.expanduser(str(cfg.checkpoint)))
-    print(f"radgrpo-eval: best steps {write_best(rows, RunFolder(folder).eval / str(cfg.suite.name))}")
+    print(f"radgrpo-eval: best steps {write_best(rows, RunFolder(run_dir).eval / str(cfg.suite.name))}")
     return rows
 
 

@@ -49,7 +49,8 @@ def test_step_all_of_a_run_lists_its_checkpoints_for_one_array_task_each(tmp_pat
     hf = tmp_path / "hf"
     hf.mkdir()
     (hf / "config.json").write_text("{}")
-    steps = lambda **kw: checkpoint_steps(OmegaConf.create(kw))  # noqa: E731
+    steps = lambda **kw: checkpoint_steps(OmegaConf.create(kw))[1]  # noqa: E731
+    assert checkpoint_steps(OmegaConf.create({"checkpoint": str(run / "checkpoints"), "step": "all"})) == (run, [2, 4, 10])
     assert steps(checkpoint=str(run), step="all") == [2, 4, 10]
     assert steps(checkpoint=str(run), step="latest") == [] and steps(checkpoint=str(run), step=4) == []
     assert steps(checkpoint=None, step="all") == [] and steps(checkpoint=str(hf), step="all") == []
