@@ -37,7 +37,13 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> None:
+    """The console script (`sys.exit(main())`: it returns None, so the exit status is 0 on success)."""
+    run_report(argv)
+
+
+def run_report(argv: list[str] | None = None) -> dict:
+    """Parse `argv`, build the report, print its summary; returns the report."""
     from radgrpo.report import DEFAULT_METRIC, build_report
 
     args = parse_args(sys.argv[1:] if argv is None else argv)

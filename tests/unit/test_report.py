@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from radgrpo.cli.report import main as report_main
+from radgrpo.cli.report import main as report_script, run_report as report_main
 from radgrpo.report import build_report
 from radgrpo.report.stats import bootstrap_ci
 
@@ -165,6 +165,7 @@ def test_a_run_list_file_and_single_run_folders_work(sweep, tmp_path):
 
 def test_cli_defaults_to_the_folder_and_fails_in_one_line(sweep, tmp_path, capsys):
     report = report_main([str(sweep), "--no-wandb"])
+    assert report_script([str(sweep), "--no-wandb"]) is None  # the console script's sys.exit(main()): status 0
     assert report["files"]["runs.csv"] == str(sweep / "report" / "runs.csv")
     out = capsys.readouterr().out
     assert "7 of 10 runs completed" in out and "FAILED: 7_tiny_hard_tiny (RuntimeError: boom)" in out
