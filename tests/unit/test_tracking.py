@@ -98,14 +98,18 @@ def test_a_run_folder_names_its_sweep_group_for_tools_that_log_beside_it(tmp_pat
     assert run_folder_group(tmp_path) is None
 
 
-KILLED_ATTEMPT = """
-import os, sys, time, wandb
+# An attempt's trainer process: logs `steps` into the offline run, then is killed or finishes.
+ATTEMPT = """
+import sys, time, wandb
 run = wandb.init(project="radgrpo", id=sys.argv[2], dir=sys.argv[1], mode="offline", resume="allow",
                  settings=wandb.Settings(console="off", x_disable_meta=True))
-for step in (1, 2, 3):
-    run.log({"actor/pg_loss": 0.1 * step}, step=step)
+steps = [int(s) for s in sys.argv[3].split(",")]
+for step in steps:
+    run.log({"actor/pg_loss": 0.1 * step if step < 3 else 1.0 * step}, step=step)
 print("logged", flush=True)
-time.sleep(600)
+if sys.argv[4] == "wait":
+    time.sleep(600)
+run.finish()
 """
 
 
@@ -118,8 +122,6 @@ def test_steps_a_killed_attempt_never_wrote_are_logged_into_the_same_offline_run
     import sys
     import time
 
-    import wandb
-
     from radgrpo.tracking import wandb_run_id
     from radgrpo.tracking.labels import RunLabels
     from radgrpo.tracking.offline import read_offline_run
@@ -129,8 +131,8 @@ def test_steps_a_killed_attempt_never_wrote_are_logged_into_the_same_offline_run
         monkeypatch.setenv(name, str(tmp_path / name.lower()))
     run_dir = tmp_path / "run"
     run_id = wandb_run_id(run_dir)
-    killed = subprocess.Popen([sys.executable, "-c", KILLED_ATTEMPT, str(run_dir), run_id], stdout=subprocess.PIPE,
-                              text=True)
+    killed = subprocess.Popen([sys.executable, "-c", ATTEMPT, str(run_dir), run_id, "1,2,3", "wait"],
+                              stdout=subprocess.PIPE, text=True)
     assert killed.stdout.readline().strip() == "logged"
     time.sleep(1)
     killed.send_signal(signal.SIGKILL)
@@ -148,13 +150,12 @@ def test_steps_a_killed_attempt_never_wrote_are_logged_into_the_same_offline_run
     assert restore_lost_steps(cfg, run_dir, labels, earlier, resume_step=2) == [1, 2]
     time.sleep(1.1)  # an offline folder is named by the second its process starts
     assert restore_lost_steps(cfg, run_dir, labels, earlier, resume_step=2) == []  # a later attempt: on record
-    resumed = wandb.init(project="radgrpo", id=run_id, dir=str(run_dir), mode="offline", resume="allow",
-                         settings=wandb.Settings(console="off", x_disable_meta=True))
-    for step in (3, 4):
-        resumed.log({"actor/pg_loss": 1.0 * step}, step=step)
-    resumed.finish()
+    time.sleep(1.1)
+    # the resumed attempt's trainer: a process of its own, as verl's trainer worker is
+    subprocess.run([sys.executable, "-c", ATTEMPT, str(run_dir), run_id, "3,4", "finish"], check=True, timeout=120,
+                   stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
-    while True:  # wandb-core closes the file shortly after finish() returns
+    while True:  # wandb-core closes a run's file shortly after finish() returns
         run = read_offline_run(run_dir, run_id)
         rows = [r for r in run.history if "actor/pg_loss" in r]
         if len(rows) >= 4 or time.monotonic() > deadline:
