@@ -81,7 +81,7 @@ def restore_lost_steps(cfg: DictConfig, run_dir: Path, labels: RunLabels, earlie
     run = _open_run(cfg, run_dir, labels)
     for line in lines:
         run.log(line["data"], step=int(line["step"]))
-    run.finish()
+    _close(run)
     return [int(line["step"]) for line in lines]
 
 
@@ -111,7 +111,7 @@ def finish(cfg: DictConfig, run_dir: Path, summary: dict, job_type: str = "train
 def push_summary(cfg: DictConfig, run_dir: Path, summary: dict, labels: RunLabels) -> None:
     run = _open_run(cfg, run_dir, labels)
     run.summary.update(summary)
-    run.finish()
+    _close(run)
 
 
 def _open_run(cfg: DictConfig, run_dir: Path, labels: RunLabels):
@@ -127,3 +127,13 @@ def _open_run(cfg: DictConfig, run_dir: Path, labels: RunLabels):
         # may carry a secret override (the training process records the run's environment)
         settings=wandb.Settings(console="off", x_disable_meta=True, x_save_requirements=False),
     )
+
+
+def _close(run) -> None:
+    """Finish the run and stop this process's wandb-core: its files are complete when this returns, and
+    the processes this one starts next (verl's Ray workers) do not inherit its service (`WANDB_SERVICE`)
+    but start their own, as without radgrpo's wandb calls."""
+    import wandb
+
+    run.finish()
+    wandb.teardown()

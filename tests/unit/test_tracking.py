@@ -117,6 +117,7 @@ def test_steps_a_killed_attempt_never_wrote_are_logged_into_the_same_offline_run
     """wandb-core keeps an offline run's last records in memory until the run finishes: a process
     killed after logging steps 1-3 leaves none of them on disk. The next attempt, resuming from the
     checkpoint at step 2, logs steps 1-2 from the earlier attempt's metrics; then trains 3-4."""
+    import os
     import signal
     import subprocess
     import sys
@@ -129,10 +130,11 @@ def test_steps_a_killed_attempt_never_wrote_are_logged_into_the_same_offline_run
 
     for name in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
         monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    own_core = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}  # each attempt: its own wandb-core
     run_dir = tmp_path / "run"
     run_id = wandb_run_id(run_dir)
     killed = subprocess.Popen([sys.executable, "-c", ATTEMPT, str(run_dir), run_id, "1,2,3", "wait"],
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, text=True, env=own_core)
     assert killed.stdout.readline().strip() == "logged"
     time.sleep(1)
     killed.send_signal(signal.SIGKILL)
@@ -148,12 +150,13 @@ def test_steps_a_killed_attempt_never_wrote_are_logged_into_the_same_offline_run
                             "run_name": "r"})
     labels = RunLabels(job_type="train", group=None, tags=())
     assert restore_lost_steps(cfg, run_dir, labels, earlier, resume_step=2) == [1, 2]
+    assert "WANDB_SERVICE" not in os.environ  # what radgrpo starts next does not join this process's wandb-core
     time.sleep(1.1)  # an offline folder is named by the second its process starts
     assert restore_lost_steps(cfg, run_dir, labels, earlier, resume_step=2) == []  # a later attempt: on record
     time.sleep(1.1)
     # the resumed attempt's trainer: a process of its own, as verl's trainer worker is
     subprocess.run([sys.executable, "-c", ATTEMPT, str(run_dir), run_id, "3,4", "finish"], check=True, timeout=120,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, env=own_core)
     deadline = time.monotonic() + 30
     while True:  # wandb-core closes a run's file shortly after finish() returns
         run = read_offline_run(run_dir, run_id)
