@@ -48,7 +48,8 @@ def test_seed_004_lora_on_gpu_gives_a_config_verl_accepts(tmp_path, vllm_lora_ra
     model = plan.verl_config.actor_rollout_ref.model
     assert plan.verl_config.actor_rollout_ref.rollout.name == "vllm"
     assert (model.lora_rank, model.lora_alpha, model.lora.dropout, model.lora.merge) == (16, 32, 0.05, False)
-    assert list(model.target_modules) == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert list(model.target_modules) == ["q_proj", "k_proj", "v_proj", "qkv_proj", "o_proj", "gate_proj", "up_proj",
+                                          "gate_up_proj", "down_proj"]
     assert not trainable.lora_reaches_vision("qwen2_5_vl", model.target_modules, model.exclude_modules)
 
 
