@@ -49,6 +49,8 @@ def check_images(trace, tokens_by_ratio: set[int], varying_key: str | None):
     rollouts = read_trace(trace, "rollout")
     assert {tuple(r["image_sizes"][0]) for r in rollouts} == {(112, 112), (112, 56)}, rollouts[:4]
     assert {r["image_tokens"] for r in rollouts} == tokens_by_ratio
+    if varying_key == "image_grid_thw":
+        return check_qwen_actor_images(trace, tokens_by_ratio)
     actor = [f for f in read_trace(trace, "forward") if "WorkerDict" in f["process"]]
     assert actor and all(min(f["rows"]) in tokens_by_ratio for f in actor), actor[:4]
     assert any("WorkerDict" in v["process"] and v["patches"] > 0 for v in read_trace(trace, "vision"))
@@ -59,6 +61,16 @@ def check_images(trace, tokens_by_ratio: set[int], varying_key: str | None):
     if varying_key:
         assert any(len({json.dumps(s[varying_key]) for s in m["samples"]}) > 1 for m in merges), merges[:2]
     return rollouts, actor
+
+
+def check_qwen_actor_images(trace, tokens_by_ratio: set[int]):
+    """verl replaces Qwen2.5-VL's forward with its own, so the actor's image tokens are read from the
+    merged inputs: a sample's grid (t, h, w) in 14 px patches is t*h*w/4 tokens (2x2 merge)."""
+    merges = [m for m in read_trace(trace, "merge") if "WorkerDict" in m["process"]]
+    tokens = [[math.prod(g) // 4 for s in m["samples"] for g in s["image_grid_thw"]] for m in merges]
+    assert tokens and all(set(t) <= tokens_by_ratio for t in tokens), tokens[:4]
+    assert any(set(t) == tokens_by_ratio for t in tokens), tokens[:4]  # both ratios in one micro-batch
+    assert any("WorkerDict" in v["process"] and v["patches"] > 0 for v in read_trace(trace, "vision"))
 
 
 def check_checkpoint_processor(run_dir, processor_class: str):
@@ -106,8 +118,9 @@ def check_checkpoint_evaluation(run_dir) -> None:
 @pytest.mark.integration
 @pytest.mark.parametrize("family, image_tokens, varying_key, extra", [
     # 112x112 -> 8x8 patches -> 16 tokens, 112x56 -> 8x4 -> 8 tokens; flattened patches and
-    # image_grid_thw differ per sample, concatenated by verl as they are
-    ("qwen2_5_vl", {16, 8}, "image_grid_thw", ["peft=freeze_vision", LR, "algorithm.rollout_n=4"]),
+    # image_grid_thw differ per sample, concatenated by verl as they are (the actor's count is read
+    # from the merged grids)
+    ("qwen2_5_vl", {16, 8}, "image_grid_thw", ["peft=freeze_vision", LR]),
     # Gemma3 resizes every image to one square: 4 tokens and equal shapes whatever the aspect ratio
     ("gemma3", {4}, None, []),
     # anyres: 5 patches / 88 tokens (square) vs 3 patches / 52 tokens (2:1), padded to merge
