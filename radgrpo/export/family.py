@@ -2,8 +2,9 @@
 
 A checkpoint's config names its `model_type`; the registered family with that model type says which
 transformers auto class loads the model (e.g. AutoModelForCausalLM for Phi-4-multimodal's native
-layout, AutoModelForImageTextToText for the others) and which torchvision-free processor class stands
-in for the stock one. Nothing here knows a family by name: a new family needs no edit in export/.
+layout, AutoModelForImageTextToText for the others); the processor is loaded as in training
+(radgrpo.models.processors.load_processor). Nothing here knows a family by name: a new family needs
+no edit in export/.
 """
 
 from __future__ import annotations
@@ -35,15 +36,10 @@ def auto_model_class(config: Any):
 
 
 def load_processor(path: str, trust_remote_code: bool = False):
-    """The processor (tokenizer, image processor, chat template) of the model the run started from.
+    """The processor (tokenizer, image processor, chat template) of the model the run started from, as
+    training used it (radgrpo.models.processors.load_processor: the family's torchvision-free class,
+    adjusted by the family). verl's checkpoint keeps a processor only for the families its
+    `hf_processor` recognises, so the original model folder is the reliable source."""
+    from radgrpo.models.processors import load_processor as load
 
-    verl's checkpoint keeps a processor only for the families its `hf_processor` recognises, so the
-    original model folder is the reliable source. The families' torchvision-free processor classes are
-    registered first (radgrpo.models.processors), as in training.
-    """
-    from transformers import AutoProcessor
-
-    from radgrpo.models.processors import register_torchvision_free_processors
-
-    register_torchvision_free_processors()
-    return AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return load(path, trust_remote_code=trust_remote_code)
