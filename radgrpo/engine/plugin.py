@@ -56,16 +56,29 @@ def _register_hf_rollout() -> None:
         HF_ROLLOUT_NAME, _hf_rollout_replica))
 
 
+def _register_processors() -> None:
+    """radgrpo.models.processors' torchvision-free processors, registered once transformers' AutoProcessor
+    module is imported (registering imports every family's processor classes); `import qwen_vl_utils`
+    is served at once. Nothing to do where torchvision imports."""
+    from radgrpo.engine.after_import import when_imported
+    from radgrpo.models import processors
+
+    if processors.torchvision_available():
+        return
+    processors.serve_qwen_vl_utils()
+    when_imported("transformers.models.auto.processing_auto",
+                  lambda _module: processors.register_torchvision_free_processors())
+
+
 def _install() -> None:
     global INSTALLED
     from radgrpo.engine import cpu_platform, family_hooks, tracking_hooks, verl_fixes
     from radgrpo.models.families import active_family
-    from radgrpo.models.processors import register_torchvision_free_processors_on_import
 
     verl_fixes.install()
     from radgrpo.engine import reward_metrics  # noqa: F401  (per-component reward metrics, verl #2115)
     tracking_hooks.install()
-    register_torchvision_free_processors_on_import()
+    _register_processors()
     if os.environ.get("VERL_PLATFORM", "").strip().lower() == cpu_platform.PLATFORM_NAME:
         cpu_platform.install()
     from radgrpo.engine import trainable

@@ -54,26 +54,14 @@ def register_torchvision_free_processors() -> None:
         return by_name.get(class_name) or stock_lookup(class_name)
 
     processor_class_from_name.__wrapped__ = stock_lookup
-    _install_qwen_vl_images()
+    serve_qwen_vl_utils()
     processing_auto.processor_class_from_name = processor_class_from_name
     for model_type, processor_cls in classes.items():
         config_cls = type(AutoConfig.for_model(model_type))
         AutoProcessor.register(config_cls, processor_cls, exist_ok=True)
 
 
-def register_torchvision_free_processors_on_import() -> None:
-    """`register_torchvision_free_processors`, deferred until transformers' AutoProcessor module is
-    imported (radgrpo's verl plugin: most verl processes never build a processor, and registering
-    imports every family's processor classes). `import qwen_vl_utils` is served at once."""
-    if torchvision_available():
-        return
-    from radgrpo.engine.after_import import when_imported
-
-    _install_qwen_vl_images()
-    when_imported("transformers.models.auto.processing_auto", lambda _module: register_torchvision_free_processors())
-
-
-def _install_qwen_vl_images() -> None:
+def serve_qwen_vl_utils() -> None:
     """Serve `import qwen_vl_utils` (which verl uses to load images) from the torchvision-free copy."""
     import sys
 
