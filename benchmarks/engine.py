@@ -8,9 +8,14 @@ time goes.
    (target >= 0.8x), best of `--repeats`.
 2. The embedded default (`python -m radgrpo.cli.train`), timed from outside: start-up (process start to
    the first step's start), the steps (verl's `timing_s/step`), and shut-down (last step logged to
-   process exit). Skipped with `--no-run`.
+   process exit); verl's start-up milestones (its INFO log lines, timestamped); every process of the
+   run (sampled from /proc every 0.25 s: Ray's actor name, start, CPU-seconds per phase) and how many
+   cores were busy over time. CPU-seconds are the figure to compare on a shared machine: wall time
+   moves with other load, the work a run does does not. Skipped with `--no-run`; `--repo` times
+   another checkout, `--save`/`--baseline` compare two runs.
 
-    python benchmarks/engine.py [--prompts 8] [--n 4] [--repeats 3] [--no-run]
+    python benchmarks/engine.py [--prompts 8] [--n 4] [--repeats 3] [--no-run] [--no-generation]
+        [--repo PATH] [--save FILE.json] [--baseline FILE.json]
 """
 
 from __future__ import annotations
@@ -316,6 +321,14 @@ def default_run(repo: Path = REPO, baseline: Path | None = None, save: Path | No
         end = info["cpu"][-1][0] - started
         print(f"    {info['start'] - started:6.1f} {end:6.1f}  {info['title'][:38]:38s} "
               + " ".join(f"{c:5.1f}" for c in cpus) + f"  {info['cpu'][-1][1]:5.1f}")
+    width = 2.5
+    windows = [started + width * i for i in range(int((ended - started) / width) + 1)]
+    busy = [sum(sampler.cpu_at(pid, a + width) - sampler.cpu_at(pid, a) for pid in sampler.procs) / width
+            for a in windows]
+    result["busy_cores"] = busy
+    print(f"  cores busy per {width:g} s from launch (2 = both cores, all processes of the run): "
+          + " ".join(f"{b:.1f}" for b in busy))
+    print(f"  mean {sampled_cpu / (ended - started):.2f} cores busy over the run")
     if save:
         save.write_text(json.dumps(result, indent=1))
     if baseline:
