@@ -28,8 +28,6 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-from radgrpo.engine.router import ROUTER_CONFIG
-
 GROUPS_WITH_VERL_KEYS = ("model", "peft", "data", "reward", "algorithm", "sampling", "cluster", "logger")
 
 # Free-form nodes verl's yaml does not spell out (its empty `{}` nodes are free-form too): any key
@@ -93,8 +91,6 @@ CPU_PROFILE = {
     "actor_rollout_ref.rollout.agent.num_workers": 1,
     "actor_rollout_ref.rollout.free_cache_engine": False,
     "actor_rollout_ref.rollout.checkpoint_engine.backend": "naive",
-    # verl's routing without verl in the router's process (radgrpo.engine.router): 4.7 CPU-s less
-    "actor_rollout_ref.rollout.router_config_path": str(ROUTER_CONFIG),
     "actor_rollout_ref.actor.strategy": "fsdp2",
     "actor_rollout_ref.ref.strategy": "fsdp2",
     "actor_rollout_ref.actor.use_torch_compile": False,
