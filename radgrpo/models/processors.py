@@ -25,7 +25,8 @@ def torchvision_free_processors() -> dict[str, type]:
     from radgrpo.models.families import FAMILIES, get_family
 
     families = [get_family(name) for name in FAMILIES]
-    return {f.model_type: f.torchvision_free_processor for f in families if f.torchvision_free_processor}
+    classes = {f.model_type: f.torchvision_free_processor() for f in families}
+    return {model_type: cls for model_type, cls in classes.items() if cls is not None}
 
 
 def torchvision_available() -> bool:

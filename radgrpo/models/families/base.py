@@ -32,8 +32,6 @@ class ModelFamily:
     end_of_turn: ClassVar[str]
     #: whether verl's own `hf_processor` recognises this processor class
     verl_knows_processor: ClassVar[bool] = False
-    #: torchvision-free processor class to use when torchvision is absent (None: the stock one works)
-    torchvision_free_processor: ClassVar[type | None] = None
     #: (module, class) of the vision tower whose forward the vision trace records
     vision_tower: ClassVar[tuple[str, str]]
     #: qualified names (in the full model) of a few linear layers inside the vision tower and its
@@ -49,6 +47,15 @@ class ModelFamily:
     tiny_models: ClassVar[tuple[str, ...]] = ()
 
     # ----- processor ---------------------------------------------------------------------------
+    def torchvision_free_processor(self) -> type | None:
+        """The processor class to use when torchvision is absent (None: the stock one works).
+
+        A method, so a family module defines its subclass on first use: importing transformers'
+        processing modules costs ~1.8 CPU-s in every Ray process that loads the plugin (measured by
+        benchmarks/engine.py), and most of those processes never build a processor.
+        """
+        return None
+
     def prepare_processor(self, processor) -> None:
         """Adjust a loaded processor for verl (e.g. no second <bos>); called by the hf_processor hook."""
 
