@@ -62,14 +62,15 @@ def chest_png(folder: Path, i: int) -> tuple[str, list[list[float]]]:
 
 
 def radvlm_llava(folder: Path, ids: range) -> Path:
-    """RadVLM's all_train_llava.json: VinDr grounding (a box or "no finding") and MIMIC-CXR reports."""
+    """RadVLM's all_train_llava.json: VinDr grounding (a box or "no finding") and MIMIC-CXR reports, with
+    RadVLM's id prefixes (the dataset names prep filters on)."""
     records = []
     for i in ids:
         image, boxes = chest_png(folder, i)
         answer = (f"The findings include a nodule located at the coordinates {boxes[0]}." if boxes else
                   "No abnormalities or lesions are detected on this Chest X-ray.")
         records += [llava(f"vindr-cxr_{i}", image, GROUNDING_Q, answer),
-                    llava(f"mimic-cxr_{i}", image, REPORT_Q, REPORTS[i % len(REPORTS)])]
+                    llava(f"mimic-train_{i}", image, REPORT_Q, REPORTS[i % len(REPORTS)])]
     return write_json(folder / f"llava_{ids.start}.json", records)
 
 
