@@ -53,7 +53,7 @@ EXPECTED = {
              "reward.reward_kwargs.max_resp_len": RESPONSE_LENGTH,
              "reward.reward_kwargs.overlong_buffer_cfg.len": RESPONSE_LENGTH // 5, **NO_KL_LOSS},
     "gspo": {PL + "loss_mode": "gspo", ACT + "loss_agg_mode": "seq-mean-token-mean", ACT + "clip_ratio_low": 3e-4,
-             ACT + "clip_ratio_high": 4e-4, ACT + "clip_ratio_c": 10.0, **NO_KL_LOSS},
+             ACT + "clip_ratio_high": 4e-4, **NO_KL_LOSS},  # no clip_ratio_c: verl's GSPO loss has no dual clip
     "gmpo": {PL + "loss_mode": "geo_mean", ACT + "clip_ratio_low": 0.4, ACT + "clip_ratio_high": 0.4, **NO_KL_LOSS},
     "cispo": {PL + "loss_mode": "cispo", ACT + "clip_ratio_low": 10, ACT + "clip_ratio_high": 0.2,
               ACT + "use_kl_loss": True, ACT + "kl_loss_coef": 0.001},
