@@ -12,7 +12,8 @@ installed 0.9.1 source, three things a radiology recipe needs are missing, and t
   policy (verl computes it as the actor with the adapter disabled) sees their initial weights.
 
 Installed by the plugin in every process; a config that asks for none of this changes nothing. The
-vision-tower lookup is the one family-specific part (`VISION_TOWER_NAMES`, `VISION_LINEAR_SAMPLES`).
+family-specific parts are the vision-tower lookup (`VISION_TOWER_NAMES`) and, at planning, the
+family's `vision_linear_samples` (radgrpo.models.families).
 """
 
 from __future__ import annotations
@@ -26,13 +27,6 @@ from typing import Any, Iterable, Optional
 # Attribute names of the vision encoder in transformers' VLM classes (Qwen2/2.5-VL: `visual`; Gemma3,
 # LLaVA-OneVision: `vision_tower`; others `vision_model`). The shallowest module so named is the tower.
 VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model")
-
-# Per family: qualified names of linear layers inside the vision tower, so that planning can tell, from
-# target/exclude patterns alone, whether a LoRA config reaches the vision tower (vLLM cannot serve that).
-VISION_LINEAR_SAMPLES = {
-    "qwen2_5_vl": ("model.visual.blocks.0.attn.qkv", "model.visual.blocks.0.mlp.gate_proj",
-                   "model.visual.merger.mlp.0"),
-}
 
 
 @dataclass(frozen=True)
@@ -213,11 +207,10 @@ def _matches(patterns: Any, name: str, *, all_linear_hits: bool) -> bool:
 
 
 def lora_reaches_vision(family: str, target_modules: Any, exclude_modules: Any) -> bool:
-    """Whether a LoRA config adapts a vision-tower layer of `family` (by its sample layer names)."""
-    samples = VISION_LINEAR_SAMPLES.get(family)
-    if samples is None:
-        raise ValueError(f"radgrpo does not know the vision-tower layer names of model family {family!r} "
-                         "(radgrpo/engine/trainable.py VISION_LINEAR_SAMPLES)")
+    """Whether a LoRA config adapts a vision-tower layer of `family` (by the family's sample layer names)."""
+    from radgrpo.models.families import get_family
+
+    samples = get_family(family).vision_linear_samples
     return any(_matches(target_modules, s, all_linear_hits=True)
                and not _matches(exclude_modules, s, all_linear_hits=False) for s in samples)
 

@@ -36,6 +36,10 @@ class ModelFamily:
     torchvision_free_processor: ClassVar[type | None] = None
     #: (module, class) of the vision tower whose forward the vision trace records
     vision_tower: ClassVar[tuple[str, str]]
+    #: qualified names (in the full model) of a few linear layers inside the vision tower and its
+    #: projector, so planning can tell from LoRA target/exclude patterns alone whether an adapter would
+    #: reach the vision side (vLLM cannot serve that); a unit test finds each in the tiny model
+    vision_linear_samples: ClassVar[tuple[str, ...]]
     #: multimodal input keys whose per-image patch/crop dimension (dim 1) varies with the aspect
     #: ratio, and the value to pad them with when samples of different shapes share a micro-batch
     padded_keys: ClassVar[dict[str, float]] = {}

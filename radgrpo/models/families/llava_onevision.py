@@ -63,6 +63,8 @@ class LlavaOnevisionFamily(ModelFamily):
     torchvision_free_processor = LlavaOnevisionProcessor
     vision_tower = ("transformers.models.siglip.modeling_siglip", "SiglipVisionModel")
     padded_keys = {"pixel_values": 0.0}
+    vision_linear_samples = ("model.vision_tower.encoder.layers.0.self_attn.q_proj",
+                             "model.vision_tower.encoder.layers.0.mlp.fc1", "model.multi_modal_projector.linear_1")
     tiny_models = ("tiny_llava_onevision",)
 
     def build_tiny(self, name: str, out: Path) -> None:

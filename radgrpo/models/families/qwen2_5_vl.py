@@ -66,6 +66,8 @@ class Qwen2_5_VLFamily(ModelFamily):  # noqa: N801
     verl_knows_processor = True
     torchvision_free_processor = Qwen2_5_VLProcessor
     vision_tower = ("transformers.models.qwen2_5_vl.modeling_qwen2_5_vl", "Qwen2_5_VisionTransformerPretrainedModel")
+    vision_linear_samples = ("model.visual.blocks.0.attn.qkv", "model.visual.blocks.0.mlp.gate_proj",
+                             "model.visual.merger.mlp.0")
     tiny_models = ("tiny_qwen2_5_vl",)
 
     def rollout_inputs(self, processor, input_ids, images):
