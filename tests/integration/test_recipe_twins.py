@@ -157,12 +157,12 @@ LORA = {"M.lora_rank": 16, "M.lora_alpha": 32}
 PRESET_KEYS = {
     "chexpo_v2": {"ACT.optim.lr": 6e-5, "ACT.kl_loss_coef": 0.5, "ACT.use_kl_loss": True, **LORA,
                   "M.target_modules": "all-linear", "M.exclude_modules": r".*\.language_model\..*"},
-    "medgemma_mcqa": {"ACT.use_kl_loss": False, "data.max_response_length": 128, **LORA,
-                      "M.target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
+    "medgemma_mcqa": {"ACT.use_kl_loss": False, "data.max_response_length": 128, **LORA},
     "radvlm_grpo_grounding": {"data.filter_overlong_prompts": False, "data.image_key": "images", "M.lora_rank": 0},
     "radvlm_grpo_report": {"data.filter_overlong_prompts": False, "M.lora_rank": 0},
     "medvlthinker": {"ACT.optim.lr": 1e-6, "ACT.kl_loss_coef": 0.01, "ACT.use_kl_loss": True, "M.lora_rank": 0},
 }
+SEED_004_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ABBREVIATIONS = {"ACT.": "actor_rollout_ref.actor.", "M.": "actor_rollout_ref.model."}
 
 
@@ -206,6 +206,8 @@ def test_recipe_twin_trains_one_step(recipe, tmp_path):
             key = key.replace(short, full) if key.startswith(short) else key
         assert node(verl, key) == value, (recipe, key)
     assert ("actor/kl_loss" in step) == node(verl, "actor_rollout_ref.actor.use_kl_loss")
+    if recipe == "medgemma_mcqa":  # seed 004's LoRA targets (the option adds other families' fused names)
+        assert set(SEED_004_TARGETS) <= set(node(verl, "actor_rollout_ref.model.target_modules"))
     # the preset's sampling chose the rows: a subset of sampling.size, or all 8
     trained = json.loads((run_dir / "data" / "train_ids.json").read_text())
     sizes = [int(o.split("=", 1)[1]) for o in overrides if o.startswith("sampling.size=")]
