@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
+from radgrpo.engine.after_import import when_imported
+
 # Attribute names of the vision encoder in transformers' VLM classes (Qwen2/2.5-VL: `visual`; Gemma3,
 # LLaVA-OneVision: `vision_tower`; others `vision_model`). The shallowest module so named is the tower.
 VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model")
@@ -113,19 +115,26 @@ INSTALLED = False
 
 
 def install() -> None:
+    """Wrap verl's actor worker and FSDP engine when their modules are first imported (at once if they
+    are already): only the training worker's process imports them, and importing them costs ~2 CPU-s."""
     global INSTALLED
     if INSTALLED:
         return
-    from verl.workers import engine_workers
-    from verl.workers.engine.fsdp import transformer_impl
+    when_imported("verl.workers.engine_workers", _patch_engine_workers)
+    when_imported("verl.workers.engine.fsdp.transformer_impl", _patch_transformer_impl)
+    INSTALLED = True
 
+
+def _patch_engine_workers(engine_workers) -> None:
     worker_cls = engine_workers.ActorRolloutRefWorker
     worker_cls.init_model = _wrap_init_model(worker_cls.init_model)
+
+
+def _patch_transformer_impl(transformer_impl) -> None:
     engine_cls = transformer_impl.FSDPEngine
     engine_cls._build_fsdp_module = _wrap_build_fsdp_module(engine_cls._build_fsdp_module)
     engine_cls.disable_adapter = _disable_adapter
     transformer_impl.collect_lora_params = _wrap_collect_lora_params(transformer_impl.collect_lora_params)
-    INSTALLED = True
 
 
 def _wrap_init_model(original):
