@@ -59,20 +59,19 @@ class ModelUnderTest:
 
 def suite_sets(cfg: DictConfig) -> list[EvalSet]:
     """The suite's sets with their files checked; a set without files takes the data option's val split."""
-    from radgrpo.runs.plan import _parquet_files, check_data_files, materialise_data
+    from radgrpo.runs.plan import check_data_files, materialise_data
+    from radgrpo.runs.plan import suite_sets as checked_sets
 
     sets = []
-    for entry in cfg.suite.sets:
-        task = str(entry.task)
-        if task not in METRICS_BY_TASK:
-            raise ConfigError(f"suite {cfg.suite.name}: set {entry.name!r} has task {task!r}; "
+    for entry in checked_sets(cfg.suite):
+        if entry.task not in METRICS_BY_TASK:
+            raise ConfigError(f"suite {cfg.suite.name}: set {entry.name!r} has task {entry.task!r}; "
                               f"known: {', '.join(METRICS_BY_TASK)}")
-        if entry.get("files"):
-            files = _parquet_files(OmegaConf.to_container(entry.files) if not isinstance(entry.files, str)
-                                   else entry.files, f"suite.sets.{entry.name}.files")
-        else:
-            _, files, _ = materialise_data(cfg.data, cfg.model, cfg.paths.cache, check_data_files(cfg.data))
-        sets.append(EvalSet(str(entry.name), task, tuple(files)))
+        files = entry.files
+        if files is None:
+            _, val, _ = materialise_data(cfg.data, cfg.model, cfg.paths.cache, check_data_files(cfg.data))
+            files = tuple(val)
+        sets.append(EvalSet(entry.name, entry.task, tuple(files)))
     return sets
 
 
