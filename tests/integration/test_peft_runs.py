@@ -168,13 +168,41 @@ def check_frozen_vision_run(run_dir: Path) -> None:
 
 
 def check_checkpoint_evaluation(run_dir: Path) -> None:
-    """radgrpo-eval on the run folder: its saved step, through the export above, on the synthetic val set."""
+    """radgrpo-eval on the run folder: its saved step, through the export above, on the synthetic val set,
+    logged to wandb offline as an `eval` run in the training run's group and read back; radgrpo-report
+    then shows the evaluation beside the run's training metrics."""
+    import csv
     import json
 
+    from radgrpo.report import build_report
+    from radgrpo.tracking import wandb_run_id
+    from radgrpo.tracking.offline import read_offline_run
+
+    root = run_dir.parent
     result = subprocess.run([sys.executable, "-m", "radgrpo.cli.eval", f"checkpoint={run_dir}", "step=all",
-                             "bootstrap.resamples=50"], cwd=REPO, capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "RADGRPO_OUTPUTS": str(run_dir.parent)})
+                             "bootstrap.resamples=50", "logger=wandb", "logger.mode=offline"], cwd=REPO,
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "RADGRPO_OUTPUTS": str(root), "WANDB_CACHE_DIR": str(root / "wandb_cache"),
+                                 "WANDB_CONFIG_DIR": str(root / "wandb_config")})
     assert result.returncode == 0, result.stderr[-4000:]
-    summary = json.loads((run_dir / "eval" / "synthetic_grounding" / "global_step_2" / "eval_summary.json").read_text())
+    assert "could not log to wandb" not in result.stderr
+    out = run_dir / "eval" / "synthetic_grounding" / "global_step_2"
+    summary = json.loads((out / "eval_summary.json").read_text())
     assert summary["step"] == "global_step_2" and summary["model_path"] == str(run_dir / "export" / "global_step_2")
     assert {r["metric"] for r in summary["metrics"]} >= {"radvlm_map@0.5", "map@0.5", "mean_iou", "acc@0.5"}
+
+    logged = read_offline_run(out, wandb_run_id(out))
+    # the training run had no sweep or experiment: its evaluations are grouped under its folder name
+    assert logged.job_type == "eval" and logged.group == run_dir.name
+    assert {"suite:synthetic_grounding", "step:global_step_2"} <= set(logged.tags)
+    for row in summary["metrics"]:
+        key = f"eval/{row['dataset']}/{row['metric']}"
+        assert logged.summary[key] == row["value"] and logged.summary[f"{key}/ci_low"] == row["ci_low"], key
+    assert any(path.startswith("eval/summary") for path in logged.artifact_files), logged.artifact_files
+
+    report = build_report([run_dir], root / "report", wandb=False)
+    with open(report["files"]["runs.csv"]) as fh:
+        (row,) = list(csv.DictReader(fh))
+    map50 = next(r["value"] for r in summary["metrics"] if r["metric"] == "map@0.5")
+    assert float(row["final/eval/synthetic_grounding/synthetic_grounding/map@0.5"]) == map50
+    assert "eval.csv" in report["files"]
