@@ -198,7 +198,9 @@ def check_checkpoint_evaluation(run_dir: Path) -> None:
     for row in summary["metrics"]:
         key = f"eval/{row['dataset']}/{row['metric']}"
         assert logged.summary[key] == row["value"] and logged.summary[f"{key}/ci_low"] == row["ci_low"], key
-    assert any(path.startswith("eval/summary") for path in logged.artifact_files), logged.artifact_files
+    assert "eval/summary.table.json" in logged.artifact_files, logged.artifact_files
+    (table,) = [row["eval/summary"] for row in logged.history if "eval/summary" in row]
+    assert table["_type"] == "table-file" and table["nrows"] == len(summary["metrics"])
 
     report = build_report([run_dir], root / "report", wandb=False)
     with open(report["files"]["runs.csv"]) as fh:
