@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -159,14 +160,17 @@ def score_set(samples: list[dict], eval_set: EvalSet, cfg: DictConfig, model: Mo
     return rows, {f"{eval_set.name}/{name}": count for name, count in fallbacks.items()}
 
 
-def write_summary(rows: list[dict], model: ModelUnderTest, cfg: DictConfig, fallbacks: dict[str, int] | None = None) -> Path:
+def write_summary(rows: list[dict], model: ModelUnderTest, cfg: DictConfig, fallbacks: dict[str, int] | None = None,
+                  timing: dict[str, dict] | None = None) -> Path:
     """`eval_summary.json` and `eval_summary.csv`, replaced atomically. `fallbacks`: per
-    `<dataset>/<model-based metric>`, the samples whose server or judge call fell back."""
+    `<dataset>/<model-based metric>`, the samples whose server or judge call fell back; `timing`: per
+    set, the samples this invocation generated and its generation seconds (a resumed run counts only
+    its own)."""
     model.output_dir.mkdir(parents=True, exist_ok=True)
     summary = {"model": model.label, "step": model.step, "model_path": model.path, "suite": str(cfg.suite.name),
                "strip_reasoning": bool(cfg.strip_reasoning),
                "generation": OmegaConf.to_container(cfg.generation, resolve=True), "metrics": rows,
-               "fallbacks": dict(fallbacks or {})}
+               "fallbacks": dict(fallbacks or {}), "timing": dict(timing or {})}
     _atomic_write(model.output_dir / "eval_summary.json", json.dumps(summary, indent=2))
     def write_csv(tmp: Path) -> None:
         with open(tmp, "w", newline="") as fh:
@@ -194,15 +198,17 @@ def run_eval(cfg: DictConfig) -> list[dict]:
     for model in models:
         generator = HFGenerator(model.path, device=_device(cfg),
                                 trust_remote_code=bool(cfg.model.get("trust_remote_code", False)))
-        rows, fallbacks = [], {}
+        rows, fallbacks, timing = [], {}, {}
         for eval_set in sets:
             store = GenerationStore(model.output_dir / "generations" / f"{eval_set.name}.{generation_key(cfg)}.jsonl")
+            stored, start = len(store.records()), time.monotonic()
             samples = generate_set(generator, eval_set, cfg, store)
+            timing[eval_set.name] = {"generated": len(samples) - stored, "seconds": round(time.monotonic() - start, 3)}
             set_rows, set_fallbacks = score_set(samples, eval_set, cfg, model, model_metrics)
             rows += set_rows
             fallbacks.update(set_fallbacks)
-        path = write_summary(rows, model, cfg, fallbacks)
-        print(summary_lines(rows, path, fallbacks))
+        path = write_summary(rows, model, cfg, fallbacks, timing)
+        print(summary_lines(rows, path, fallbacks, timing))
         log_to_wandb(rows, fallbacks, model, cfg)
         all_rows += rows
     if len({(r["model"], r["step"]) for r in all_rows}) > 1:
@@ -252,14 +258,20 @@ def write_best(rows: list[dict], folder: Path) -> Path:
     return path
 
 
-def summary_lines(rows: list[dict], path: Path, fallbacks: dict[str, int] | None = None) -> str:
-    """One line per (model, step, dataset): its metrics; the model-based metrics' fallbacks; where the
-    files are."""
+def summary_lines(rows: list[dict], path: Path, fallbacks: dict[str, int] | None = None,
+                  timing: dict[str, dict] | None = None) -> str:
+    """One line per (model, step, dataset): its metrics; the model-based metrics' fallbacks; generation
+    time per sample; where the files are."""
     lines: dict[tuple, list[str]] = {}
     for r in rows:
         lines.setdefault((r["model"], r["step"], r["suite"], r["dataset"]), []).append(f"{r['metric']}={r['value']:.4g}")
     out = [f"radgrpo-eval: {m} [{s}] {suite}/{d} (n={next(r['n'] for r in rows if r['dataset'] == d)}): {', '.join(v)}"
            for (m, s, suite, d), v in lines.items()]
+    done = {name: t for name, t in (timing or {}).items() if t["generated"]}
+    if done:
+        out.append("radgrpo-eval: generation: " + ", ".join(
+            f"{name} {t['generated']} samples in {t['seconds']:.1f} s ({t['seconds'] / t['generated']:.2f} s/sample)"
+            for name, t in done.items()))
     if fallbacks:
         out.append("radgrpo-eval: server/judge fallbacks (samples left out): "
                    + ", ".join(f"{k}={v}" for k, v in fallbacks.items()))

@@ -108,6 +108,7 @@ def test_eval_base_model_every_metric_and_resume_after_sigkill(tmp_path, reward_
             assert r["ci_low"] <= r["value"] <= r["ci_high"] or r["value"] == -1.0, r
     assert (folder / "eval_summary.csv").read_text().startswith("model,step,suite,dataset,metric,value")
     assert "radgrpo-eval: summary" in done.stdout
+    assert {k: t["generated"] for k, t in summary["timing"].items()} == {"synthetic": 48, "mcqa": 12, "report": 10}
 
     # RadCliQ through the reward server: the values the scorer's components give, the timed-out
     # samples left out of the mean and counted
@@ -137,6 +138,8 @@ def test_eval_base_model_every_metric_and_resume_after_sigkill(tmp_path, reward_
     assert again.returncode == 0, again.stderr[-4000:]
     resumed, _ = summary_of(killed)
     assert resumed["metrics"] == summary["metrics"] and resumed["fallbacks"] == summary["fallbacks"]
+    # the rerun generated only what the killed run had not stored
+    assert 4 <= 70 - sum(t["generated"] for t in resumed["timing"].values()) < 48
 
 
 def test_missing_suite_root_is_one_line(tmp_path):
