@@ -20,50 +20,15 @@ as with stock verl (model-families.md lists where verl assumes Qwen):
 from __future__ import annotations
 
 import functools
-import importlib.abc
 import sys
 
 import torch
 
 from radgrpo.engine import vision_trace
+from radgrpo.engine.after_import import when_imported
 
 HF_PROCESSOR_IMPORTERS = ("verl.utils.tokenizer.tokenizer", "verl.utils.tokenizer", "verl.utils",
                           "verl.workers.config.model", "verl.model_merger.base_model_merger")
-
-
-# ----- post-import hooks (patch a class when its module is first imported, not before) -------------
-_AFTER_IMPORT: dict[str, list] = {}
-
-
-class _AfterImportFinder(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path, target=None):
-        if fullname not in _AFTER_IMPORT:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None and spec.loader is not None:
-                exec_module = spec.loader.exec_module
-
-                def run_then_patch(module, exec_module=exec_module):
-                    exec_module(module)
-                    for patch in _AFTER_IMPORT.get(fullname, []):
-                        patch(module)
-
-                spec.loader.exec_module = run_then_patch
-                return spec
-        return None
-
-
-def after_import(module_name: str, patch) -> None:
-    """Run `patch(module)` now if the module is loaded, else right after it is first imported."""
-    if module_name in sys.modules:
-        patch(sys.modules[module_name])
-        return
-    _AFTER_IMPORT.setdefault(module_name, []).append(patch)
-    if not any(isinstance(f, _AfterImportFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterImportFinder())
 
 
 # ----- processor ---------------------------------------------------------------------------------
@@ -99,7 +64,7 @@ def _install_processor_hook(family) -> None:
             module.hf_processor = replacement
     for name in HF_PROCESSOR_IMPORTERS[3:]:  # not imported yet: rebind when they are
         if name not in sys.modules:
-            after_import(name, lambda module: setattr(module, "hf_processor", replacement))
+            when_imported(name, lambda module: setattr(module, "hf_processor", replacement))
 
 
 # ----- actor multimodal inputs -------------------------------------------------------------------
@@ -168,7 +133,7 @@ def _install_merge_hook(family) -> None:
     stock = getattr(model_utils.extract_multi_modal_inputs, "__wrapped__", model_utils.extract_multi_modal_inputs)
     replacement = _merge_for(family, stock)
     model_utils.extract_multi_modal_inputs = replacement
-    after_import("verl.workers.engine.fsdp.transformer_impl",
+    when_imported("verl.workers.engine.fsdp.transformer_impl",
                  lambda module: setattr(module, "extract_multi_modal_inputs", replacement))
 
 
@@ -177,7 +142,7 @@ def install(family) -> None:
     if family is None:
         return
     _install_processor_hook(family)
-    after_import("verl.experimental.agent_loop.agent_loop", functools.partial(_patch_agent_loop, family))
+    when_imported("verl.experimental.agent_loop.agent_loop", functools.partial(_patch_agent_loop, family))
     _install_merge_hook(family)
     family.patch_model_classes()
     vision_trace.install(family)

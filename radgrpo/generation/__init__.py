@@ -108,17 +108,19 @@ class HFGenerator:
                  chat_template_kwargs: dict | None = None):
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
-        from verl.utils import hf_processor, hf_tokenizer
+        from transformers import PreTrainedTokenizerBase
+        from verl.utils import hf_tokenizer
 
         from radgrpo.models.families import family_of_model_type
-        from radgrpo.models.processors import register_torchvision_free_processors
+        from radgrpo.models.processors import load_processor
 
-        register_torchvision_free_processors()
         self.device = device
         self.prompt_key, self.image_key = prompt_key, image_key
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.tokenizer = hf_tokenizer(model_path, trust_remote_code=trust_remote_code)
-        self.processor = hf_processor(model_path, trust_remote_code=trust_remote_code)
+        # the family-aware processor (verl's own hf_processor returns None for families it does not know)
+        processor = load_processor(model_path, trust_remote_code=trust_remote_code)
+        self.processor = None if isinstance(processor, PreTrainedTokenizerBase) else processor
         config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
         family = family_of_model_type(config.model_type)  # None: a model of no registered family (text)
         if family is not None:

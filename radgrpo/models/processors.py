@@ -69,3 +69,24 @@ def _install_qwen_vl_images() -> None:
 
     sys.modules["qwen_vl_utils"] = qwen_vl_images
     sys.modules["qwen_vl_utils.vision_process"] = qwen_vl_images
+
+
+def load_processor(path: str, *, trust_remote_code: bool = False):
+    """The processor a model folder (or hub id) is trained with, outside verl: AutoProcessor with the
+    torchvision-free classes registered, adjusted by the model's family as verl's processor hook adjusts
+    it in training (radgrpo.engine.family_hooks; e.g. Gemma3: no second <bos>). A folder whose
+    AutoProcessor is only a tokenizer (a text model) gives that tokenizer."""
+    from transformers import AutoConfig, AutoProcessor
+
+    from radgrpo.models.families import family_of_model_type
+
+    register_torchvision_free_processors()
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    try:
+        model_type = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code).model_type
+    except OSError:  # a processor-only folder (radgrpo-prep's token_filter.processor may be one): no family
+        model_type = ""
+    family = family_of_model_type(model_type)
+    if family is not None:
+        family.prepare_processor(processor)
+    return processor

@@ -22,22 +22,16 @@ _TAG = re.compile("(<image>)")
 class TokenCounter:
     def __init__(self, processor_path: str):
         try:
-            from transformers import AutoProcessor
+            import transformers  # noqa: F401
         except ImportError as exc:
             raise PrepError(f"the token filter needs transformers: {exc}") from None
-        from radgrpo.models.processors import register_torchvision_free_processors
+        from radgrpo.models.processors import load_processor
 
-        register_torchvision_free_processors()  # also serves qwen_vl_utils without torchvision
-        try:
-            self.processor = AutoProcessor.from_pretrained(processor_path)
+        try:  # as training loads it (the family's adjustments included, e.g. Gemma3: one <bos>)
+            self.processor = load_processor(processor_path)
         except (OSError, ValueError) as exc:
             raise PrepError(f"cannot load a processor from token_filter.processor={processor_path}: "
                             f"{str(exc).splitlines()[0]}") from None
-        from radgrpo.models.families import family_of_model_type
-
-        family = family_of_model_type(_model_type(processor_path))
-        if family is not None:  # as verl's processor hook does in training (e.g. Gemma3: one <bos>)
-            family.prepare_processor(self.processor)
 
     def count(self, messages: list[dict[str, str]], images: list[dict[str, Any]]) -> int:
         content_messages = [{"role": m["role"], "content": _content(m["content"])} for m in messages]
@@ -50,14 +44,6 @@ class TokenCounter:
         patch = getattr(self.processor.image_processor, "patch_size", 14)
         pil = [fetch_image(_with_image(e), image_patch_size=patch) for e in images]
         return len(self.processor(text=[text], images=pil)["input_ids"][0])
-
-
-def _model_type(path: str) -> str:
-    import json
-    from pathlib import Path
-
-    config = Path(path) / "config.json"
-    return json.loads(config.read_text()).get("model_type", "") if config.is_file() else ""
 
 
 def _content(text: str) -> list[dict[str, str]]:

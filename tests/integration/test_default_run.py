@@ -1,4 +1,5 @@
-"""The README's first command: the embedded default, a real GRPO run through verl on CPU."""
+"""The README's first command: the embedded default, a real GRPO run through verl on CPU, run twice:
+from the checkout, and from a wheel installed outside it (same seed: the same rewards and gradients)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from radgrpo.engine.vision_trace import read_trace
 from radgrpo.runs.folder import load_metrics
 
 from ..conftest import REPO
+from ..wheel import install_wheel
 
 
-def _train(outputs, **env_extra):
+def _train(outputs, command=(sys.executable, "-m", "radgrpo.cli.train"), cwd=REPO, **env_extra):
     env = {**os.environ, "RADGRPO_OUTPUTS": str(outputs), **env_extra}
-    result = subprocess.run([sys.executable, "-m", "radgrpo.cli.train"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=1200)
+    result = subprocess.run([*command], cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
     logs = list(Path(outputs).rglob("train.log"))
     assert result.returncode == 0, "\n".join([result.stdout, result.stderr[-3000:], *(p.read_text()[-5000:] for p in logs)])
     return result
@@ -68,8 +69,15 @@ def test_embedded_default_trains_through_verl_reproducibly(tmp_path):
     assert sum(line.startswith("radgrpo: step ") for line in console) == len(steps), console
     assert "TaskRunner" in (run_dir / "train.log").read_text()
 
-    # the same seed trains the same: per-step rewards and gradient norms agree
-    _train(tmp_path / "b")
+    # a wheel installed outside the checkout (config inside the package) dry-runs, then trains the
+    # same: per-step rewards and gradient norms agree with the checkout's run (same seed)
+    wheel = install_wheel(tmp_path / "wheel")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    dry = _train(tmp_path / "dry", [wheel.radgrpo, "dry_run=true"], elsewhere, **wheel.env)
+    assert "(dry run: nothing started)" in dry.stdout
+    assert f"path: {wheel.package / 'rewards' / 'verl_entry.py'}" in dry.stdout  # the reward entry
+    _train(tmp_path / "b", [wheel.radgrpo], elsewhere, **wheel.env)
     (other_dir,) = [p.parent for p in (tmp_path / "b").rglob("summary.json")]
     other = [s["data"] for s in load_metrics(other_dir) if "actor/pg_loss" in s["data"]]
     for key in ("critic/score/mean", "actor/grad_norm", "response_length/mean"):
