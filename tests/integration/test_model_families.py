@@ -105,14 +105,56 @@ def check_frozen_vision(family, run_dir):
 
 
 def check_checkpoint_evaluation(run_dir) -> None:
-    """radgrpo-eval on the run folder: its saved step, through the export above, on the synthetic val set."""
-    result = subprocess.run([sys.executable, "-m", "radgrpo.cli.eval", f"checkpoint={run_dir}", "step=all",
-                             "bootstrap.resamples=50"], cwd=REPO, capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "RADGRPO_OUTPUTS": str(run_dir.parent)})
+    """radgrpo-eval on the run folder: its saved step, through the export above, on the synthetic val set
+    and a prepared MCQA and report set (test_eval_app's, where the base model is evaluated), logged to wandb offline as an `eval` run in the training run's group and read back; radgrpo-report
+    then shows the evaluation beside the run's training metrics."""
+    import csv
+    import json
+
+    from radgrpo.report import build_report
+    from radgrpo.tracking import wandb_run_id
+    from radgrpo.tracking.offline import read_offline_run
+
+    from .test_eval_app import EXPECTED, prepared_sets
+
+    root = run_dir.parent
+    (root / "eval_sets").mkdir()
+    mcqa, report_set = prepared_sets(root / "eval_sets")
+    sets = (f"suite.sets=[{{name:synthetic_grounding,task:grounding,files:null}},{{name:mcqa,task:mcqa,files:'{mcqa}'}},"
+            f"{{name:report,task:report,files:'{report_set}'}}]")
+    result = subprocess.run([sys.executable, "-m", "radgrpo.cli.eval", f"checkpoint={run_dir}", "step=all", sets,
+                             "bootstrap.resamples=50", "logger=wandb", "logger.mode=offline"], cwd=REPO,
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "RADGRPO_OUTPUTS": str(root), "WANDB_CACHE_DIR": str(root / "wandb_cache"),
+                                 "WANDB_CONFIG_DIR": str(root / "wandb_config")})
     assert result.returncode == 0, result.stderr[-4000:]
-    summary = json.loads((run_dir / "eval" / "synthetic_grounding" / "global_step_2" / "eval_summary.json").read_text())
+    assert "could not log to wandb" not in result.stderr
+    out = run_dir / "eval" / "synthetic_grounding" / "global_step_2"
+    summary = json.loads((out / "eval_summary.json").read_text())
     assert summary["step"] == "global_step_2" and summary["model_path"] == str(run_dir / "export" / "global_step_2")
-    assert {r["metric"] for r in summary["metrics"]} >= {"radvlm_map@0.5", "map@0.5", "mean_iou", "acc@0.5"}
+    for dataset, task in (("synthetic_grounding", "grounding"), ("mcqa", "mcqa"), ("report", "report")):
+        got = {r["metric"]: r for r in summary["metrics"] if r["dataset"] == dataset}
+        # no reward server here: the report set has its rule-based metrics only
+        assert set(got) == (EXPECTED[task] if task != "report" else {"bleu4", "rouge_l"}), (dataset, sorted(got))
+        assert all(r["ci_low"] <= r["value"] <= r["ci_high"] or r["value"] == -1.0 for r in got.values()), got
+
+    logged = read_offline_run(out, wandb_run_id(out))
+    # the training run had no sweep or experiment: its evaluations are grouped under its folder name
+    assert logged.job_type == "eval" and logged.group == run_dir.name
+    assert {"suite:synthetic_grounding", "step:global_step_2"} <= set(logged.tags)
+    for row in summary["metrics"]:
+        key = f"eval/{row['dataset']}/{row['metric']}"
+        assert logged.summary[key] == row["value"] and logged.summary[f"{key}/ci_low"] == row["ci_low"], key
+    assert "eval/summary.table.json" in logged.artifact_files, logged.artifact_files
+    (table,) = [row["eval/summary"] for row in logged.history if "eval/summary" in row]
+    assert table["_type"] == "table-file" and table["nrows"] == len(summary["metrics"])
+
+    report = build_report([run_dir], root / "report", wandb=False)
+    with open(report["files"]["runs.csv"]) as fh:
+        (row,) = list(csv.DictReader(fh))
+    map50 = next(r["value"] for r in summary["metrics"] if r["metric"] == "map@0.5")
+    assert float(row["final/eval/synthetic_grounding/synthetic_grounding/map@0.5"]) == map50
+    assert "eval.csv" in report["files"]
 
 
 @pytest.mark.integration
