@@ -9,8 +9,9 @@ family verl already supports needs (Qwen2.5-VL uses almost all of them).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -98,3 +99,25 @@ class ModelFamily:
         batch = processor(text=[prompt + target], images=[image], return_tensors="pt")
         prompt_len = processor(text=[prompt], images=[image], return_tensors="pt")["input_ids"].shape[1]
         return dict(batch), int(prompt_len)
+
+
+def defined_on_first_use(module_name: str, class_name: str, define: Callable[[], type]):
+    """(get, module `__getattr__`) for a class that `define()` builds the first time it is asked for.
+
+    Families subclass transformers' processors; importing those modules costs ~1.8 CPU-s in every Ray
+    process that loads radgrpo's plugin, and most never build a processor. The class keeps its module
+    path and name (`module.ClassName`), so pickle and AutoProcessor find it as if defined at module level.
+    """
+
+    @functools.cache
+    def get() -> type:
+        cls = define()
+        cls.__module__, cls.__qualname__ = module_name, class_name
+        return cls
+
+    def module_getattr(name: str):
+        if name == class_name:
+            return get()
+        raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+
+    return get, module_getattr

@@ -11,17 +11,15 @@ hook loads it (verl's own re-encoding of the actor's inputs works for this famil
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import torch
 
-from radgrpo.models.families.base import ModelFamily
+from radgrpo.models.families.base import ModelFamily, defined_on_first_use
 
 
-@functools.cache
-def processor_class() -> type:
-    """`LlavaOnevisionProcessor`, defined on first use (see ModelFamily.torchvision_free_processor)."""
+def _define_processor() -> type:
+    """`LlavaOnevisionProcessor` (defined on first use: see base.defined_on_first_use)."""
     from transformers.models.llava_onevision import processing_llava_onevision
 
     class LlavaOnevisionProcessor(processing_llava_onevision.LlavaOnevisionProcessor):
@@ -44,15 +42,10 @@ def processor_class() -> type:
         def get_attributes(cls):
             return ["image_processor", "tokenizer"]
 
-    LlavaOnevisionProcessor.__module__, LlavaOnevisionProcessor.__qualname__ = __name__, "LlavaOnevisionProcessor"
     return LlavaOnevisionProcessor
 
 
-def __getattr__(name: str):
-    """`LlavaOnevisionProcessor` by name, as pickle and transformers' AutoProcessor look classes up."""
-    if name == "LlavaOnevisionProcessor":
-        return processor_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+processor_class, __getattr__ = defined_on_first_use(__name__, "LlavaOnevisionProcessor", _define_processor)
 
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]

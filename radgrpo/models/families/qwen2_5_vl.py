@@ -8,17 +8,15 @@ in generate, and the tiny model.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import torch
 
-from radgrpo.models.families.base import ModelFamily
+from radgrpo.models.families.base import ModelFamily, defined_on_first_use
 
 
-@functools.cache
-def processor_class() -> type:
-    """`Qwen2_5_VLProcessor`, defined on first use (see ModelFamily.torchvision_free_processor)."""
+def _define_processor() -> type:
+    """`Qwen2_5_VLProcessor` (defined on first use: see base.defined_on_first_use)."""
     from transformers.models.qwen2_5_vl import processing_qwen2_5_vl
 
     class Qwen2_5_VLProcessor(processing_qwen2_5_vl.Qwen2_5_VLProcessor):  # noqa: N801 - name read by verl
@@ -36,15 +34,10 @@ def processor_class() -> type:
         def get_attributes(cls):
             return ["image_processor", "tokenizer"]
 
-    Qwen2_5_VLProcessor.__module__, Qwen2_5_VLProcessor.__qualname__ = __name__, "Qwen2_5_VLProcessor"
     return Qwen2_5_VLProcessor
 
 
-def __getattr__(name: str):
-    """`Qwen2_5_VLProcessor` by name, as pickle and transformers' AutoProcessor look classes up."""
-    if name == "Qwen2_5_VLProcessor":
-        return processor_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+processor_class, __getattr__ = defined_on_first_use(__name__, "Qwen2_5_VLProcessor", _define_processor)
 
 
 SPECIAL_TOKENS = [
