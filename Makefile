@@ -4,9 +4,10 @@
 # (torch pinned to 2.13.0 by constraints-cpu.txt, never torchvision).
 VENV ?= .venv
 ARGS ?=
-# Two pytest workers (pytest-xdist), one test file each at a time: a tiny verl run keeps the 2 cores
-# about 60% busy (process start-ups wait on one another), so two files side by side finish the suite
-# sooner. `--dist loadfile` keeps a file's module-scoped runs and the SLURM cluster fixture on one worker.
+# Two pytest workers (pytest-xdist), one test each at a time: a tiny verl run keeps the 2 cores about
+# 60% busy (its processes start one after another), so two runs side by side finish the suite sooner.
+# `--dist loadgroup`: tests sharing a module-scoped run or the SLURM cluster fixture stay on one worker
+# (tests/conftest.py groups them).
 TEST_WORKERS ?= 2
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
@@ -26,7 +27,7 @@ run: install
 	$(VENV)/bin/radgrpo $(ARGS)
 
 test: install
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 test-fast: install
 	$(VENV)/bin/python -m pytest tests/unit $(ARGS)

@@ -25,3 +25,17 @@ def outputs_dir(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "outputs"
     monkeypatch.setenv("RADGRPO_OUTPUTS", str(folder))
     return folder
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test`: `--dist loadgroup`) tests spread one by one over the workers,
+    except tests sharing one of this suite's module- or session-scoped fixtures (one verl run checked by
+    several tests, the SLURM cluster): those stay together in their module's group, so whatever the
+    fixture builds is built once."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        shared = info is not None and any(
+            d.scope in ("module", "package", "session") and getattr(d.func, "__module__", "").startswith("tests.")
+            for defs in info.name2fixturedefs.values() for d in defs)
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -128,13 +128,17 @@ def _merge_for(family, stock):
 
 
 def _install_merge_hook(family) -> None:
-    from verl.utils import model as model_utils
+    """Replace verl's `extract_multi_modal_inputs` once `verl.utils.model` is imported (only the actor's
+    processes import it), also where its FSDP engine imported it by name."""
 
-    stock = getattr(model_utils.extract_multi_modal_inputs, "__wrapped__", model_utils.extract_multi_modal_inputs)
-    replacement = _merge_for(family, stock)
-    model_utils.extract_multi_modal_inputs = replacement
-    when_imported("verl.workers.engine.fsdp.transformer_impl",
-                 lambda module: setattr(module, "extract_multi_modal_inputs", replacement))
+    def patch_model_utils(model_utils) -> None:
+        stock = getattr(model_utils.extract_multi_modal_inputs, "__wrapped__", model_utils.extract_multi_modal_inputs)
+        replacement = _merge_for(family, stock)
+        model_utils.extract_multi_modal_inputs = replacement
+        when_imported("verl.workers.engine.fsdp.transformer_impl",
+                      lambda module: setattr(module, "extract_multi_modal_inputs", replacement))
+
+    when_imported("verl.utils.model", patch_model_utils)
 
 
 def install(family) -> None:

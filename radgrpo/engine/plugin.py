@@ -15,6 +15,11 @@ GPU clusters alike:
   process): makes the CPU platform verl's platform.
 On a GPU node with the vllm rollout nothing here changes verl's behaviour.
 
+Every hook into a verl or transformers module that `import verl` does not load itself is installed
+when that module is first imported (radgrpo.engine.after_import), so each Ray process imports only
+what its own role needs: importing them all up front cost every verl process ~2 CPU-s (peft, pandas,
+scipy, datasets: 2,100 modules).
+
 verl swallows exceptions raised while loading plugins (it logs them at debug level), so a failure
 here is printed to stderr before it propagates; radgrpo's engine also imports this module itself in
 the driver, where an error stops the run before Ray starts.
@@ -42,22 +47,38 @@ def _hf_rollout_replica():
 
 
 def _register_hf_rollout() -> None:
-    from verl.workers.rollout import base, replica
+    """Add `hf` to verl's rollout registries when their modules are imported."""
+    from radgrpo.engine.after_import import when_imported
 
-    base._ROLLOUT_REGISTRY[(HF_ROLLOUT_NAME, "async")] = HF_SERVER_ADAPTER
-    replica.RolloutReplicaRegistry.register(HF_ROLLOUT_NAME, _hf_rollout_replica)
+    when_imported("verl.workers.rollout.base", lambda base: base._ROLLOUT_REGISTRY.__setitem__(
+        (HF_ROLLOUT_NAME, "async"), HF_SERVER_ADAPTER))
+    when_imported("verl.workers.rollout.replica", lambda replica: replica.RolloutReplicaRegistry.register(
+        HF_ROLLOUT_NAME, _hf_rollout_replica))
+
+
+def _register_processors() -> None:
+    """radgrpo.models.processors' torchvision-free processors, registered once transformers' AutoProcessor
+    module is imported (registering imports every family's processor classes); `import qwen_vl_utils`
+    is served at once. Nothing to do where torchvision imports."""
+    from radgrpo.engine.after_import import when_imported
+    from radgrpo.models import processors
+
+    if processors.torchvision_available():
+        return
+    processors.serve_qwen_vl_utils()
+    when_imported("transformers.models.auto.processing_auto",
+                  lambda _module: processors.register_torchvision_free_processors())
 
 
 def _install() -> None:
     global INSTALLED
     from radgrpo.engine import cpu_platform, family_hooks, tracking_hooks, verl_fixes
     from radgrpo.models.families import active_family
-    from radgrpo.models.processors import register_torchvision_free_processors
 
     verl_fixes.install()
     from radgrpo.engine import reward_metrics  # noqa: F401  (per-component reward metrics, verl #2115)
     tracking_hooks.install()
-    register_torchvision_free_processors()
+    _register_processors()
     if os.environ.get("VERL_PLATFORM", "").strip().lower() == cpu_platform.PLATFORM_NAME:
         cpu_platform.install()
     from radgrpo.engine import trainable

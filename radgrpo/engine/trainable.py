@@ -12,7 +12,8 @@ installed 0.9.1 source, three things a radiology recipe needs are missing, and t
   policy (verl computes it as the actor with the adapter disabled) sees their initial weights.
 
 Installed by the plugin in every process; a config that asks for none of this changes nothing. The
-vision-tower lookup is the one family-specific part (`VISION_TOWER_NAMES`, `VISION_LINEAR_SAMPLES`).
+family-specific parts are the vision-tower lookup (`VISION_TOWER_NAMES`) and, at planning, the
+family's `vision_linear_samples` (radgrpo.models.families).
 """
 
 from __future__ import annotations
@@ -23,16 +24,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
+from radgrpo.engine.after_import import when_imported
+
 # Attribute names of the vision encoder in transformers' VLM classes (Qwen2/2.5-VL: `visual`; Gemma3,
 # LLaVA-OneVision: `vision_tower`; others `vision_model`). The shallowest module so named is the tower.
 VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model")
-
-# Per family: qualified names of linear layers inside the vision tower, so that planning can tell, from
-# target/exclude patterns alone, whether a LoRA config reaches the vision tower (vLLM cannot serve that).
-VISION_LINEAR_SAMPLES = {
-    "qwen2_5_vl": ("model.visual.blocks.0.attn.qkv", "model.visual.blocks.0.mlp.gate_proj",
-                   "model.visual.merger.mlp.0"),
-}
 
 
 @dataclass(frozen=True)
@@ -119,19 +115,26 @@ INSTALLED = False
 
 
 def install() -> None:
+    """Wrap verl's actor worker and FSDP engine when their modules are first imported (at once if they
+    are already): only the training worker's process imports them, and importing them costs ~2 CPU-s."""
     global INSTALLED
     if INSTALLED:
         return
-    from verl.workers import engine_workers
-    from verl.workers.engine.fsdp import transformer_impl
+    when_imported("verl.workers.engine_workers", _patch_engine_workers)
+    when_imported("verl.workers.engine.fsdp.transformer_impl", _patch_transformer_impl)
+    INSTALLED = True
 
+
+def _patch_engine_workers(engine_workers) -> None:
     worker_cls = engine_workers.ActorRolloutRefWorker
     worker_cls.init_model = _wrap_init_model(worker_cls.init_model)
+
+
+def _patch_transformer_impl(transformer_impl) -> None:
     engine_cls = transformer_impl.FSDPEngine
     engine_cls._build_fsdp_module = _wrap_build_fsdp_module(engine_cls._build_fsdp_module)
     engine_cls.disable_adapter = _disable_adapter
     transformer_impl.collect_lora_params = _wrap_collect_lora_params(transformer_impl.collect_lora_params)
-    INSTALLED = True
 
 
 def _wrap_init_model(original):
@@ -213,11 +216,10 @@ def _matches(patterns: Any, name: str, *, all_linear_hits: bool) -> bool:
 
 
 def lora_reaches_vision(family: str, target_modules: Any, exclude_modules: Any) -> bool:
-    """Whether a LoRA config adapts a vision-tower layer of `family` (by its sample layer names)."""
-    samples = VISION_LINEAR_SAMPLES.get(family)
-    if samples is None:
-        raise ValueError(f"radgrpo does not know the vision-tower layer names of model family {family!r} "
-                         "(radgrpo/engine/trainable.py VISION_LINEAR_SAMPLES)")
+    """Whether a LoRA config adapts a vision-tower layer of `family` (by the family's sample layer names)."""
+    from radgrpo.models.families import get_family
+
+    samples = get_family(family).vision_linear_samples
     return any(_matches(target_modules, s, all_linear_hits=True)
                and not _matches(exclude_modules, s, all_linear_hits=False) for s in samples)
 

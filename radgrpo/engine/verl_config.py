@@ -65,10 +65,19 @@ COMPUTED_FROM = {
     "ray_kwargs.ray_init.num_cpus": "cluster.ray_num_cpus",
     "ray_kwargs.ray_init.num_gpus": "cluster.gpus_per_node",
     "ray_kwargs.ray_init.address": "cluster=<option> (a fresh local Ray, or the SLURM job's own)",
+    "ray_kwargs.ray_init._system_config": "the `ray start` of the cluster joined (Ray accepts it only when starting one)",
     "reward.custom_reward_function.path": "reward=<option>",
     "reward.custom_reward_function.name": "reward=<option>",
     "reward.custom_reward_function.reward_kwargs": "reward=<option> (its terms and params)",
 }
+
+# Ray's raylet prestarts one idle Python worker per physical core (2 here) when the driver connects.
+# They start without the job's runtime env, so no verl actor can use them: each run paid ~1.2 CPU-s for
+# two idle processes, competing with the driver and the TaskRunner for the two cores at start-up.
+# Metrics collection feeds Ray's dashboard, which a CPU run does not start. (Names from Ray 2.60's
+# RayConfig, ray_config_def.h: the raylet and GCS binaries read them from `_system_config`.)
+RAY_SYSTEM_CONFIG = {"prestart_worker_first_driver": False, "enable_worker_prestart": False,
+                     "enable_metrics_collection": False}
 
 FP32_MIXED_PRECISION = {"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"}
 
@@ -100,6 +109,8 @@ CPU_PROFILE = {
     # (about 11 processes; radgrpo.runs.console prints progress)
     "transfer_queue.backend.SimpleStorage.num_data_storage_units": 1,
     "ray_kwargs.ray_init.include_dashboard": False,
+    # the Ray this run starts (a joined cluster keeps its own, see computed_keys):
+    "ray_kwargs.ray_init._system_config": RAY_SYSTEM_CONFIG,
 }
 
 GPU_PROFILE = {
@@ -224,6 +235,8 @@ def computed_keys(rcfg: DictConfig, *, model_path: str, train_files: list[str], 
     }
     if device == "cpu":  # logical GPUs: one per training process
         keys["ray_kwargs.ray_init.num_gpus"] = None if ray_address else int(cluster.gpus_per_node)
+    if ray_address:  # ray.init refuses _system_config when it joins a running cluster
+        keys["ray_kwargs.ray_init._system_config"] = None
     return keys
 
 

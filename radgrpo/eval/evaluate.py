@@ -20,17 +20,21 @@ import csv
 import hashlib
 import json
 import os
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from radgrpo.atomic import replace_atomically
 from radgrpo.data.schema import decode_ground_truth
 from radgrpo.eval.metrics import METRICS_BY_TASK, Record, bootstrap_ci, strip_reasoning
+from radgrpo.eval.model_metrics import LOWER_IS_BETTER, ModelMetric, active_metrics, score_samples
 from radgrpo.eval.store import GenerationStore
 from radgrpo.errors import ConfigError
+from radgrpo.rewards.text import answer_section
 
 SUMMARY_COLUMNS = ("model", "step", "suite", "dataset", "metric", "value", "ci_low", "ci_high", "n")
 
@@ -52,24 +56,24 @@ class ModelUnderTest:
     step: str
     path: str
     output_dir: Path
+    run_dir: Path | None = None  # the training run, for a checkpoint
 
 
 def suite_sets(cfg: DictConfig) -> list[EvalSet]:
     """The suite's sets with their files checked; a set without files takes the data option's val split."""
-    from radgrpo.runs.plan import _parquet_files, check_data_files, materialise_data
+    from radgrpo.runs.plan import check_data_files, materialise_data
+    from radgrpo.runs.plan import suite_sets as checked_sets
 
     sets = []
-    for entry in cfg.suite.sets:
-        task = str(entry.task)
-        if task not in METRICS_BY_TASK:
-            raise ConfigError(f"suite {cfg.suite.name}: set {entry.name!r} has task {task!r}; "
+    for entry in checked_sets(cfg.suite):
+        if entry.task not in METRICS_BY_TASK:
+            raise ConfigError(f"suite {cfg.suite.name}: set {entry.name!r} has task {entry.task!r}; "
                               f"known: {', '.join(METRICS_BY_TASK)}")
-        if entry.get("files"):
-            files = _parquet_files(OmegaConf.to_container(entry.files) if not isinstance(entry.files, str)
-                                   else entry.files, f"suite.sets.{entry.name}.files")
-        else:
-            _, files, _ = materialise_data(cfg.data, cfg.model, cfg.paths.cache, check_data_files(cfg.data))
-        sets.append(EvalSet(str(entry.name), task, tuple(files)))
+        files = entry.files
+        if files is None:
+            _, val, _ = materialise_data(cfg.data, cfg.model, cfg.paths.cache, check_data_files(cfg.data))
+            files = tuple(val)
+        sets.append(EvalSet(entry.name, entry.task, tuple(files)))
     return sets
 
 
@@ -91,7 +95,7 @@ def models_under_test(cfg: DictConfig) -> list[ModelUnderTest]:
 
     from radgrpo.runs.folder import RunFolder
 
-    return [ModelUnderTest(run_dir.name, step, str(hf_dir), RunFolder(run_dir).eval / suite / step)
+    return [ModelUnderTest(run_dir.name, step, str(hf_dir), RunFolder(run_dir).eval / suite / step, run_dir)
             for run_dir, step, hf_dir in exported_checkpoints(folder, str(cfg.get("step", "latest")))]
 
 
@@ -126,11 +130,18 @@ def generate_set(generator, eval_set: EvalSet, cfg: DictConfig, store: Generatio
     return store.records()
 
 
-def score_set(samples: list[dict], eval_set: EvalSet, cfg: DictConfig, model: ModelUnderTest) -> list[dict]:
-    """Summary rows (one per metric) for the whole set and, when it mixes several, each data source."""
+def score_set(samples: list[dict], eval_set: EvalSet, cfg: DictConfig, model: ModelUnderTest,
+              model_metrics: Sequence[ModelMetric] = ()) -> tuple[list[dict], dict[str, int]]:
+    """Summary rows (one per metric) for the whole set and, when it mixes several, each data source;
+    and the model-based metrics' fallbacks (calls that timed out or failed) over the set."""
     strip = bool(cfg.strip_reasoning)
-    records = [Record(strip_reasoning(s["completion"]) if strip else s["completion"],
-                      decode_ground_truth(s["ground_truth"]), s.get("extra_info") or {}) for s in samples]
+    texts = [strip_reasoning(s["completion"]) if strip else s["completion"] for s in samples]
+    truths = [decode_ground_truth(s["ground_truth"]) for s in samples]
+    extras = [s.get("extra_info") or {} for s in samples]
+    per_sample, fallbacks = [{} for _ in samples], {}
+    if eval_set.task == "report" and model_metrics:
+        per_sample, fallbacks = score_samples([answer_section(t) for t in texts], truths, extras, model_metrics)
+    records = [Record(t, g, e, v) for t, g, e, v in zip(texts, truths, extras, per_sample)]
     sources = sorted({str(s.get("data_source")) for s in samples})
     groups = [(eval_set.name, records)]
     if len(sources) > 1:
@@ -143,17 +154,24 @@ def score_set(samples: list[dict], eval_set: EvalSet, cfg: DictConfig, model: Mo
         cis = bootstrap_ci(group, metric_fn, int(cfg.bootstrap.resamples), int(cfg.bootstrap.seed))
         for metric, value in values.items():
             low, high = cis.get(metric, (None, None))
+            # a model-based metric counts the samples it scored (fallbacks are left out)
+            n = sum(r.scores.get(metric) is not None for r in group) if metric in group[0].scores else len(group)
             rows.append({"model": model.label, "step": model.step, "suite": str(cfg.suite.name), "dataset": dataset,
-                         "metric": metric, "value": value, "ci_low": low, "ci_high": high, "n": len(group)})
-    return rows
+                         "metric": metric, "value": value, "ci_low": low, "ci_high": high, "n": n})
+    return rows, {f"{eval_set.name}/{name}": count for name, count in fallbacks.items()}
 
 
-def write_summary(rows: list[dict], model: ModelUnderTest, cfg: DictConfig) -> Path:
-    """`eval_summary.json` and `eval_summary.csv`, replaced atomically."""
+def write_summary(rows: list[dict], model: ModelUnderTest, cfg: DictConfig, fallbacks: dict[str, int] | None = None,
+                  timing: dict[str, dict] | None = None) -> Path:
+    """`eval_summary.json` and `eval_summary.csv`, replaced atomically. `fallbacks`: per
+    `<dataset>/<model-based metric>`, the samples whose server or judge call fell back; `timing`: per
+    set, the samples this invocation generated and its generation seconds (a resumed run counts only
+    its own)."""
     model.output_dir.mkdir(parents=True, exist_ok=True)
     summary = {"model": model.label, "step": model.step, "model_path": model.path, "suite": str(cfg.suite.name),
                "strip_reasoning": bool(cfg.strip_reasoning),
-               "generation": OmegaConf.to_container(cfg.generation, resolve=True), "metrics": rows}
+               "generation": OmegaConf.to_container(cfg.generation, resolve=True), "metrics": rows,
+               "fallbacks": dict(fallbacks or {}), "timing": dict(timing or {})}
     _atomic_write(model.output_dir / "eval_summary.json", json.dumps(summary, indent=2))
     def write_csv(tmp: Path) -> None:
         with open(tmp, "w", newline="") as fh:
@@ -175,18 +193,24 @@ def run_eval(cfg: DictConfig) -> list[dict]:
         raise ConfigError(f"{', '.join(missing)}: mandatory, no value given; set it on the command line "
                           f"({missing[0]}=...)")
     sets = suite_sets(cfg)
+    model_metrics = active_metrics(cfg) if any(s.task == "report" for s in sets) else []
     all_rows = []
     models = models_under_test(cfg)
     for model in models:
         generator = HFGenerator(model.path, device=_device(cfg),
                                 trust_remote_code=bool(cfg.model.get("trust_remote_code", False)))
-        rows = []
+        rows, fallbacks, timing = [], {}, {}
         for eval_set in sets:
             store = GenerationStore(model.output_dir / "generations" / f"{eval_set.name}.{generation_key(cfg)}.jsonl")
+            stored, start = len(store.records()), time.monotonic()
             samples = generate_set(generator, eval_set, cfg, store)
-            rows += score_set(samples, eval_set, cfg, model)
-        path = write_summary(rows, model, cfg)
-        print(summary_lines(rows, path))
+            timing[eval_set.name] = {"generated": len(samples) - stored, "seconds": round(time.monotonic() - start, 3)}
+            set_rows, set_fallbacks = score_set(samples, eval_set, cfg, model, model_metrics)
+            rows += set_rows
+            fallbacks.update(set_fallbacks)
+        path = write_summary(rows, model, cfg, fallbacks, timing)
+        print(summary_lines(rows, path, fallbacks, timing))
+        log_to_wandb(rows, fallbacks, model, cfg)
         all_rows += rows
     if len({(r["model"], r["step"]) for r in all_rows}) > 1:
         print(f"radgrpo-eval: best steps {write_best(all_rows, models[0].output_dir.parent)}")
@@ -211,26 +235,65 @@ def evaluate_as_array(cfg: DictConfig, run_dir: Path, steps: list[int], run_loca
     return rows
 
 
+def log_to_wandb(rows: list[dict], fallbacks: dict[str, int], model: ModelUnderTest, cfg: DictConfig) -> None:
+    """With `logger=wandb`: one wandb run (job type `eval`) per model and suite, in the training run's
+    group (radgrpo.tracking.labels.eval_labels), its id derived from the output folder so a rerun
+    updates the same run. Summary: `eval/<dataset>/<metric>` with `/ci_low`, `/ci_high`, the
+    fallbacks under `eval_fallbacks/`; the tidy rows as the `eval/summary` table. Offline, the run is
+    written under the output folder's `wandb/` (sync it later with `wandb sync`)."""
+    from radgrpo.tracking import uses_wandb
+    from radgrpo.tracking.labels import eval_labels
+    from radgrpo.tracking.run import push_summary
+    from radgrpo.tracking.secrets import redact_config, secret_values
+
+    if not uses_wandb(cfg.logger) or cfg.logger.get("mode") == "disabled":
+        return
+    summary: dict[str, Any] = {"model": model.label, "step": model.step, "model_path": model.path,
+                               "suite": str(cfg.suite.name)}
+    for r in rows:
+        key = f"eval/{r['dataset']}/{r['metric']}"
+        summary.update({key: r["value"], f"{key}/ci_low": r["ci_low"], f"{key}/ci_high": r["ci_high"]})
+    summary.update({f"eval_fallbacks/{k}": v for k, v in fallbacks.items()})
+    labels = eval_labels(cfg, model.run_dir, (f"suite:{cfg.suite.name}", f"step:{model.step}"))
+    table = (list(SUMMARY_COLUMNS), [[r[c] for c in SUMMARY_COLUMNS] for r in rows])
+    try:
+        push_summary(cfg, model.output_dir, redact_config(summary, secret_values(cfg)), labels,
+                     name=f"eval_{model.label}_{cfg.suite.name}_{model.step}", tables={"eval/summary": table})
+    except Exception as exc:  # the summary files are written; say so, do not fail the evaluation
+        print(f"radgrpo-eval: warning: could not log to wandb: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
 def write_best(rows: list[dict], folder: Path) -> Path:
     """`eval_best.json` beside the per-step folders: for each dataset and metric, the step with the
-    highest value (every metric here is higher-is-better) - `step=all`'s answer to "which checkpoint"."""
+    best value (the highest; the lowest for RadCliQ) - `step=all`'s answer to "which checkpoint"."""
     best: dict[str, dict[str, dict]] = {}
     for r in rows:
         current = best.setdefault(r["dataset"], {}).get(r["metric"])
-        if current is None or r["value"] > current["value"]:
+        sign = -1.0 if r["metric"] in LOWER_IS_BETTER else 1.0
+        if current is None or sign * r["value"] > sign * current["value"]:
             best[r["dataset"]][r["metric"]] = {"step": r["step"], "value": r["value"]}
     path = folder / "eval_best.json"
     _atomic_write(path, json.dumps(best, indent=2))
     return path
 
 
-def summary_lines(rows: list[dict], path: Path) -> str:
-    """One line per (model, step, dataset): its metrics, then where the files are."""
+def summary_lines(rows: list[dict], path: Path, fallbacks: dict[str, int] | None = None,
+                  timing: dict[str, dict] | None = None) -> str:
+    """One line per (model, step, dataset): its metrics; the model-based metrics' fallbacks; generation
+    time per sample; where the files are."""
     lines: dict[tuple, list[str]] = {}
     for r in rows:
         lines.setdefault((r["model"], r["step"], r["suite"], r["dataset"]), []).append(f"{r['metric']}={r['value']:.4g}")
     out = [f"radgrpo-eval: {m} [{s}] {suite}/{d} (n={next(r['n'] for r in rows if r['dataset'] == d)}): {', '.join(v)}"
            for (m, s, suite, d), v in lines.items()]
+    done = {name: t for name, t in (timing or {}).items() if t["generated"]}
+    if done:
+        out.append("radgrpo-eval: generation: " + ", ".join(
+            f"{name} {t['generated']} samples in {t['seconds']:.1f} s ({t['seconds'] / t['generated']:.2f} s/sample)"
+            for name, t in done.items()))
+    if fallbacks:
+        out.append("radgrpo-eval: server/judge fallbacks (samples left out): "
+                   + ", ".join(f"{k}={v}" for k, v in fallbacks.items()))
     return "\n".join(out + [f"radgrpo-eval: summary {path}"])
 
 

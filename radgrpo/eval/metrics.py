@@ -20,15 +20,19 @@ Where a paper's protocol differs from the reward, the protocol wins and is cited
   the lowercased answer; micro and macro precision, recall and F1 from scikit-learn.
 - mcqa: MedVLThinker reports strict accuracy (the `<think>/<answer>` format must hold, then the
   answer must be right) and a lenient regrade (the choice read anywhere in the output).
-- report: corpus BLEU-4 (sacrebleu, the library of the `bleu` reward) and mean ROUGE-L F1.
+- report: corpus BLEU-4 (sacrebleu, the library of the `bleu` reward) and mean ROUGE-L F1; with the
+  model-based rewards' models or endpoints given (radgrpo.eval.model_metrics), RadCliQ-v1 and its
+  components (RadGraph F1, BERTScore, CheXbert embedding similarity) and GREEN: per-sample values
+  computed once through the reward server or judge, averaged over the samples it scored (a sample
+  whose call timed out or failed has no value; such fallbacks are counted, not averaged in).
 
 `strip_reasoning` is RadVLM's `--r1`: scoring only what follows the reasoning.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -44,11 +48,13 @@ ACCURACY_IOUS = (0.3, 0.5, 0.7)
 
 @dataclass(frozen=True)
 class Record:
-    """One scored generation: the completion text, its decoded ground truth and the row's extra_info."""
+    """One scored generation: the completion text, its decoded ground truth, the row's extra_info and
+    its model-based metric values (None where the server call fell back)."""
 
     completion: str
     ground_truth: dict
     extra_info: dict
+    scores: Mapping[str, float | None] = field(default_factory=dict)
 
 
 def strip_reasoning(text: str) -> str:
@@ -205,7 +211,12 @@ def report_metrics(records: Sequence[Record]) -> dict[str, float]:
 
     pairs = [(answer_section(r.completion), reference_text(r.ground_truth) or "") for r in records]
     bleu = BLEU().corpus_score([h for h, _ in pairs], [[ref for _, ref in pairs]]).score / 100.0
-    return {"bleu4": bleu, "rouge_l": float(np.mean([rouge_l_f1(h, ref) for h, ref in pairs]))}
+    out = {"bleu4": bleu, "rouge_l": float(np.mean([rouge_l_f1(h, ref) for h, ref in pairs]))}
+    for name in sorted({k for r in records for k in r.scores}):
+        values = [v for r in records if (v := r.scores.get(name)) is not None]
+        if values:
+            out[name] = float(np.mean(values))
+    return out
 
 
 METRICS_BY_TASK: dict[str, Callable[[Sequence[Record]], dict[str, float]]] = {

@@ -25,7 +25,8 @@ def torchvision_free_processors() -> dict[str, type]:
     from radgrpo.models.families import FAMILIES, get_family
 
     families = [get_family(name) for name in FAMILIES]
-    return {f.model_type: f.torchvision_free_processor for f in families if f.torchvision_free_processor}
+    classes = {f.model_type: f.torchvision_free_processor() for f in families}
+    return {model_type: cls for model_type, cls in classes.items() if cls is not None}
 
 
 def torchvision_available() -> bool:
@@ -54,14 +55,14 @@ def register_torchvision_free_processors() -> None:
         return by_name.get(class_name) or stock_lookup(class_name)
 
     processor_class_from_name.__wrapped__ = stock_lookup
-    _install_qwen_vl_images()
+    serve_qwen_vl_utils()
     processing_auto.processor_class_from_name = processor_class_from_name
     for model_type, processor_cls in classes.items():
         config_cls = type(AutoConfig.for_model(model_type))
         AutoProcessor.register(config_cls, processor_cls, exist_ok=True)
 
 
-def _install_qwen_vl_images() -> None:
+def serve_qwen_vl_utils() -> None:
     """Serve `import qwen_vl_utils` (which verl uses to load images) from the torchvision-free copy."""
     import sys
 

@@ -7,6 +7,9 @@
       summary_table.md    the same as Markdown
       metric_vs_size.png  headline metric vs data size, one line per strategy with its seed band
       reward_curves.png   training reward per step, one line per run
+      eval.csv            radgrpo-eval's tidy rows of every run's evaluated checkpoints (run, model, step,
+                          suite, dataset, metric, value, ci_low, ci_high, n), when there are any; runs.csv
+                          has their latest and best values as final/eval/<suite>/<dataset>/<metric> columns
       report.json         the above's paths, the status of every run and the plotted series
 
 Failed, unfinished and never-started runs are rows of runs.csv (and counted as `not_counted` in the
@@ -23,7 +26,7 @@ import json
 import math
 from pathlib import Path
 
-from radgrpo.report.collect import find_runs, load_run, pending_records, swept_keys
+from radgrpo.report.collect import eval_summaries, find_runs, load_run, pending_records, swept_keys
 from radgrpo.report.plots import metric_vs_size, reward_curves
 from radgrpo.report.stats import markdown_table, summary_table
 
@@ -79,14 +82,16 @@ def build_report(paths: list[Path], out_dir: Path, *, metric: str = DEFAULT_METR
         "metric_vs_size": metric_vs_size(table, records, metric, out_dir / "metric_vs_size.png"),
         "reward_curves": reward_curves(records, out_dir / "reward_curves.png"),
     }
+    files = ["runs.csv", "summary_table.csv", "summary_table.md", "metric_vs_size.png", "reward_curves.png"]
+    if write_eval_csv(run_dirs, out_dir / "eval.csv"):
+        files.append("eval.csv")
     report = {
         "metric": metric,
         "runs": len(records),
         "status": {r["run"]: r["status"] for r in records},
         "not_completed": [{"run": r["run"], "status": r["status"], "error": r["error"], "run_dir": r["run_dir"]}
                           for r in records if r["status"] != "completed"],
-        "files": {name: str(out_dir / name) for name in ("runs.csv", "summary_table.csv", "summary_table.md",
-                                                          "metric_vs_size.png", "reward_curves.png")},
+        "files": {name: str(out_dir / name) for name in files},
         "table": table,
         "plotted": plotted,
         "markdown": markdown,
@@ -96,6 +101,16 @@ def build_report(paths: list[Path], out_dir: Path, *, metric: str = DEFAULT_METR
         report["wandb"] = log_to_wandb(report, used_wandb[0]["logger"] if used_wandb else {}, run_dirs, out_dir)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1, default=str))
     return report
+
+
+def write_eval_csv(run_dirs: list[Path], path: Path) -> int:
+    """eval.csv: every run's radgrpo-eval rows with the run's name first; the number of rows written."""
+    from radgrpo.eval.evaluate import SUMMARY_COLUMNS
+
+    rows = [{"run": Path(d).name, **row} for d in run_dirs for s in eval_summaries(d) for row in s.get("metrics") or []]
+    if rows:
+        _write_csv(path, ["run", *SUMMARY_COLUMNS], [{k: r.get(k) for k in ("run", *SUMMARY_COLUMNS)} for r in rows])
+    return len(rows)
 
 
 def log_to_wandb(report: dict, logger: dict, run_dirs: list[Path], out_dir: Path) -> dict:

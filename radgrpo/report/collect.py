@@ -1,7 +1,8 @@
 """Reading run folders into one record per run: what radgrpo-report tabulates.
 
 A run folder (radgrpo.runs.local) holds `radgrpo_config.yaml`, `summary.json` once it ends,
-`metrics.jsonl` (one line per step) and, inside a Hydra multirun, `.hydra/overrides.yaml` (the
+`metrics.jsonl` (one line per step), radgrpo-eval's `eval/<suite>/<step>/eval_summary.json` per
+evaluated checkpoint and, inside a Hydra multirun, `.hydra/overrides.yaml` (the
 job's own overrides) and possibly `job_status.json` (radgrpo.cluster.sweep_report). Every folder
 becomes a record, whatever state it is in: a run still training or killed has no summary and is
 reported as `unfinished`, one Hydra created but never started as `not started`, so a report made
@@ -129,7 +130,38 @@ def load_run(run_dir: Path) -> dict:
             values = [float(s["data"][name]) for s in steps if _number(s["data"].get(name))]
             if values:
                 record[f"best/{name}"] = max(values)
+    record.update(eval_columns(eval_summaries(run_dir)))
     return record
+
+
+def eval_summaries(run_dir: Path) -> list[dict]:
+    """radgrpo-eval's summaries of this run's checkpoints, by suite then step number."""
+    found = [_read_json(p) for p in sorted(RunFolder(Path(run_dir)).eval.glob("*/*/eval_summary.json"))]
+    return sorted((s for s in found if s), key=lambda s: (str(s.get("suite")), _step_number(s.get("step"))))
+
+
+def eval_columns(summaries: list[dict]) -> dict[str, float]:
+    """`final/eval/<suite>/<dataset>/<metric>`: the latest evaluated step's value; `best/eval/...`:
+    the best over the evaluated steps (the lowest for RadCliQ). `--metric eval/<suite>/<dataset>/<metric>`
+    then tabulates an evaluation metric over seeds like any training metric."""
+    from radgrpo.eval.model_metrics import LOWER_IS_BETTER
+
+    out: dict[str, float] = {}
+    for summary in summaries:  # later steps overwrite `final/`
+        for row in summary.get("metrics") or []:
+            if not _number(row.get("value")):
+                continue
+            name = f"eval/{summary.get('suite')}/{row['dataset']}/{row['metric']}"
+            value = float(row["value"])
+            out[f"final/{name}"] = value
+            better = min if row["metric"] in LOWER_IS_BETTER else max
+            out[f"best/{name}"] = better(out.get(f"best/{name}", value), value)
+    return out
+
+
+def _step_number(step) -> int:
+    tail = str(step).rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
 
 
 def _number(value) -> bool:

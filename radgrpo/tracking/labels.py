@@ -76,6 +76,21 @@ def run_labels(cfg: DictConfig, job_type: str = "train") -> RunLabels:
     return RunLabels(job_type=job_type, group=str(group) if group else None, tags=tuple(tags))
 
 
+def eval_labels(cfg: DictConfig, training_run: Path | None, extra_tags: tuple[str, ...] = ()) -> RunLabels:
+    """An evaluation's labels (job type `eval`): `logger.group` when given; else, for a training run's
+    checkpoint, that run's group (its sweep or experiment, or its own `logger.group`), or the run's
+    folder name when it had none, so every evaluation of a run sits together; else the evaluation's
+    own sweep or experiment."""
+    labels = run_labels(cfg, "eval")
+    group = labels.group
+    if training_run is not None and not (cfg.get("logger") or {}).get("group"):
+        config_file = Path(training_run) / "radgrpo_config.yaml"
+        logger = OmegaConf.to_container(OmegaConf.load(config_file).get("logger") or {}) if config_file.exists() else {}
+        group = run_folder_group(training_run, logger) or Path(training_run).name
+    tags = tuple(dict.fromkeys([*labels.tags, *(tag(t) for t in extra_tags)]))
+    return RunLabels(job_type="eval", group=group[:MAX_GROUP_CHARS] if group else None, tags=tags)
+
+
 def hydra_context() -> tuple[str | None, list[str], str | None]:
     """(sweep preset, swept keys, experiment preset) of the running Hydra app; empty outside one."""
     from hydra.core.hydra_config import HydraConfig

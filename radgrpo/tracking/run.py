@@ -108,20 +108,28 @@ def finish(cfg: DictConfig, run_dir: Path, summary: dict, job_type: str = "train
         print(f"radgrpo: warning: could not set the wandb run summary: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
-def push_summary(cfg: DictConfig, run_dir: Path, summary: dict, labels: RunLabels) -> None:
-    run = _open_run(cfg, run_dir, labels)
+def push_summary(cfg: DictConfig, run_dir: Path, summary: dict, labels: RunLabels, name: str | None = None,
+                 tables: dict[str, tuple[list[str], list[list]]] | None = None) -> None:
+    """Open the wandb run of `run_dir` (same id, resume=allow), log `tables` ({key: (columns, rows)})
+    and set `summary` as its summary. `name`: the run's display name (default `cfg.run_name`)."""
+    import wandb
+
+    run = _open_run(cfg, run_dir, labels, name)
+    if tables:
+        run.log({key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])
+                 for key, (columns, rows) in tables.items()})
     run.summary.update(summary)
     _close(run)
 
 
-def _open_run(cfg: DictConfig, run_dir: Path, labels: RunLabels):
-    """This run's wandb run (its id, `resume=allow`), opened from radgrpo's own process."""
+def _open_run(cfg: DictConfig, run_dir: Path, labels: RunLabels, name: str | None = None):
+    """The wandb run of `run_dir` (its id, `resume=allow`), opened from radgrpo's own process."""
     import wandb
 
     env = tracking_env(cfg.logger, run_dir, labels)
     return wandb.init(
         id=env["WANDB_RUN_ID"], resume="allow", project=str(cfg.logger.get("project", "radgrpo")),
-        entity=cfg.logger.get("entity"), name=str(cfg.run_name), group=labels.group, job_type=labels.job_type,
+        entity=cfg.logger.get("entity"), name=name or str(cfg.run_name), group=labels.group, job_type=labels.job_type,
         tags=list(labels.tags), dir=str(run_dir), mode=env["WANDB_MODE"],
         # no console capture, and no metadata: it would record this process's command line, which
         # may carry a secret override (the training process records the run's environment)

@@ -1,6 +1,7 @@
 """RadVLM's task mix in one GRPO run: a grounding and a report dataset prepared by radgrpo-prep, trained
 together with the routed `radvlm_tasks` reward; each task's terms reach the step metrics and
-validation is reported per data source."""
+validation is reported per data source - the report set's validation split coming in as an evaluation
+suite (`suite=radvlm_report`), as radgrpo-eval's suites join verl's validation."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
 from radgrpo.data.synthetic import draw_chest
@@ -50,7 +52,7 @@ def test_grounding_and_report_train_together(tmp_path):
     files = _radvlm_files(tmp_path)
     prepared = []
     for task in ("grounding", "report"):
-        out = tmp_path / "prepared" / task
+        out = tmp_path / "prepared" / ("mimic" if task == "report" else task)  # radvlm_report's <root>/mimic
         prep = subprocess.run([sys.executable, "-m", "radgrpo.cli.prep", "source=radvlm_llava", f"task={task}",
                                "prompt=think", f"input={files['train']}", f"val_input={files['val']}",
                                f"output={out}", "progress=false"],
@@ -61,8 +63,11 @@ def test_grounding_and_report_train_together(tmp_path):
         prepared.append(str(out))
     assert json.loads((tmp_path / "prepared" / "grounding" / "manifest.json").read_text())["data_sources"] == {"vindr-cxr": 6}
 
+    # the data's own validation: grounding only; the report val split joins as the radvlm_report suite
     train = subprocess.run([sys.executable, "-m", "radgrpo.cli.train", "data=radvlm_tasks",
                             f"data.dirs=[{','.join(prepared)}]", "reward=radvlm_tasks",
+                            f"data.val_files=[{prepared[0]}/val]", "suite=radvlm_report",
+                            f"suite.root={tmp_path / 'prepared'}",
                             "algorithm.total_training_steps=1", "algorithm.train_batch_size=8",
                             "data.verl.data.max_prompt_length=512", "data.verl.data.max_response_length=48"],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
@@ -70,6 +75,9 @@ def test_grounding_and_report_train_together(tmp_path):
     (summary_path,) = (tmp_path / "outputs").rglob("summary.json")
     assert json.loads(summary_path.read_text())["status"] == "completed"
     lines = [s["data"] for s in load_metrics(summary_path.parent)]
+    val_files = OmegaConf.load(summary_path.parent / "verl_config.yaml").data.val_files
+    assert [f.split("/prepared/")[1] for f in val_files] == ["grounding/val/part-00000.parquet",
+                                                             "mimic/val/part-00000.parquet"]
 
     (step,) = [m for m in lines if "actor/pg_loss" in m]  # the one step: all 8 rows, both tasks
     for key in ("reward/iou/mean", "reward/iou/matched_iou/mean", "reward/rouge_l/mean", "reward/report_f1/mean",

@@ -1,13 +1,16 @@
-"""Parameter-efficient GRPO through verl on CPU, and `radgrpo-export` round trips (three verl runs).
+"""Parameter-efficient GRPO through verl on CPU, and `radgrpo-export` round trips of LoRA checkpoints
+(four verl runs: Qwen2.5-VL with `lora` and with `lora_vision_lm_head`, and `lora` on Gemma3 and LLaVA-OneVision).
 
-Each run trains the tiny Qwen2.5-VL for 2 steps with a checkpoint at step 2, with a learning rate large
-enough that the policy visibly moves (so a rollout that missed a weight update, or an export that
-dropped the adapter, would show), then exports the checkpoint and loads it with plain transformers.
+Each run trains a tiny model for 2 steps with a checkpoint at step 2, with a learning rate large enough
+that the policy visibly moves (so a rollout that missed a weight update, or an export that dropped the
+adapter, would show), then exports the checkpoint and loads it with plain transformers. The full-weight
+exports (and Qwen's frozen vision tower) are checked on the runs of test_model_families.py.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +18,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from radgrpo.export.checkpoint import find_actor_dir, load_full_state_dict, lora_alpha
-from radgrpo.runs.folder import load_metrics
+from radgrpo.export.checkpoint import find_actor_dir, load_full_state_dict
 
 from ..conftest import REPO
+from .family_runs import FAMILIES, LR, base_state, export, round_trip, step_metrics, train
 
-LR = "algorithm.lr=5e-3"
+QWEN = FAMILIES["qwen2_5_vl"]
+# module names of the vision (and Phi-4-MM's audio) side, where `peft=lora` puts no adapter
+VISION_SIDE = re.compile(r"\.(visual|vision_tower|multi_modal_projector|embed_tokens_extend)\.")
 
 
 def _train(tmp_path: Path, *args: str) -> Path:
+    """Qwen2.5-VL on the smoke-sized defaults (8 prompts x 4 samples a step)."""
     env = {**os.environ, "RADGRPO_OUTPUTS": str(tmp_path / "outputs")}
     result = subprocess.run([sys.executable, "-m", "radgrpo.cli.train", LR, "algorithm.save_freq=2", *args],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
@@ -32,74 +38,31 @@ def _train(tmp_path: Path, *args: str) -> Path:
     return summary.parent
 
 
-def _step_metrics(run_dir: Path) -> list[dict]:
-    steps = [s["data"] for s in load_metrics(run_dir) if "actor/pg_loss" in s["data"]]
-    assert len(steps) == 2
-    for step in steps:  # the hf rollout served the same policy the actor trains
-        assert step["training/rollout_probs_diff_mean"] < 1e-3, step["training/rollout_probs_diff_mean"]
-    return steps
-
-
-def _base_state() -> dict[str, torch.Tensor]:
-    from transformers import AutoModelForImageTextToText
-
-    from radgrpo.models.tiny import cache_root, ensure_tiny_model
-
-    path = ensure_tiny_model("tiny_qwen2_5_vl", cache_root() / "tiny_models")
-    return AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).state_dict()
-
-
 def _plain(key: str) -> str:
     return key.removeprefix("base_model.model.").replace(".base_layer.", ".")
 
 
-def _export(run_dir: Path, *args: str) -> Path:
-    result = subprocess.run([sys.executable, "-m", "radgrpo.cli.export", f"run={run_dir}", *args], cwd=REPO,
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-5000:])
-    assert "check passed" in result.stdout
-    out = next(line for line in result.stdout.splitlines() if line.startswith("radgrpo-export: done: "))
-    return Path(out.removeprefix("radgrpo-export: done: ").split(" (")[0])
-
-
-def _round_trip(run_dir: Path, folder: Path, adapter: bool = False) -> float:
-    """Load the export as a user would, generate from an image, and return the largest logit gap to
-    the trained actor rebuilt from the checkpoint."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    from radgrpo.export.assemble import build_actor
-    from radgrpo.export.verify import probe_image
-    from radgrpo.models.processors import register_torchvision_free_processors
-
-    register_torchvision_free_processors()  # no torchvision here; the saved processor is the stock class
-    processor = AutoProcessor.from_pretrained(folder)
-    model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
-    if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, folder / "adapter").eval()
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Where is the nodule?"}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    assert "<|vision_start|>" in text  # the chat template travelled with the export
-    inputs = processor(text=[text], images=[probe_image()], return_tensors="pt")
-    with torch.no_grad():
-        generated = model.generate(**inputs, max_new_tokens=6, do_sample=False)
-        exported = model(**inputs).logits
-    assert generated.shape[1] > inputs["input_ids"].shape[1]
-
-    actor_dir = find_actor_dir(run_dir)
-    from transformers import AutoConfig
-
-    actor = build_actor(AutoConfig.from_pretrained(actor_dir / "huggingface"), load_full_state_dict(actor_dir),
-                        lora_alpha(actor_dir))
-    with torch.no_grad():
-        trained = actor(**inputs).logits
-    return float((trained - exported).abs().max())
+# the language model's projections `peft=lora` adapts, per family (2 layers each in the tiny models)
+LANGUAGE_PROJECTIONS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+LORA_TARGETS = {"qwen2_5_vl": LANGUAGE_PROJECTIONS, "gemma3": LANGUAGE_PROJECTIONS,
+                "llava_onevision": LANGUAGE_PROJECTIONS,
+                "phi4_multimodal": {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"}}
 
 
 @pytest.mark.integration
 def test_lora_run_serves_the_adapter_and_exports_merged_and_as_adapter(tmp_path):
-    check_lora_run(_train(tmp_path, "peft=lora"), tmp_path)
+    check_lora_run("qwen2_5_vl", _train(tmp_path, "peft=lora"), tmp_path, as_adapter=True)
+
+
+@pytest.mark.integration
+# Phi-4-multimodal is left out: its LoRA run trains, and its export matches the actor (3.3e-6, run by
+# hand), but its hf rollout and actor disagree beyond the 1e-3 bar (1.09e-3 at step 1, before any
+# update; 1.9e-2 at step 2) - an open bug of the family (its full run shows 2.1e-4 at step 1), not of LoRA.
+@pytest.mark.parametrize("name", ["gemma3", "llava_onevision"])
+def test_lora_on_each_family_serves_the_adapter_and_exports(name, tmp_path):
+    # 4 samples per prompt: a group with differing rewards in step 1 (so step 2's policy has moved)
+    run_dir, _ = train(FAMILIES[name], tmp_path, "peft=lora", LR, "algorithm.rollout_n=4")
+    check_lora_run(name, run_dir, tmp_path, as_adapter=False)
 
 
 @pytest.mark.integration
@@ -108,39 +71,43 @@ def test_vision_lora_with_lm_head_trains_only_those(tmp_path):
                                  "verl.actor_rollout_ref.model.enable_gradient_checkpointing=true"))
 
 
-@pytest.mark.integration
-def test_frozen_vision_tower_full_run_exports(tmp_path):
-    check_frozen_vision_run(_train(tmp_path, "peft=freeze_vision"))
-
-
-def check_lora_run(run_dir: Path, tmp_path: Path) -> None:
-    steps = _step_metrics(run_dir)
+def check_lora_run(name: str, run_dir: Path, tmp_path: Path, as_adapter: bool) -> None:
+    family = FAMILIES[name]
+    steps = step_metrics(run_dir)
     # the policy moved away from the reference (the base model) - yet rollout and actor agreed
+    print(f"{family.model} LoRA: rollout_probs_diff_mean {[s['training/rollout_probs_diff_mean'] for s in steps]}, "
+          f"kl_loss step 2 {steps[1]['actor/kl_loss']:.3g}")
     assert steps[1]["actor/kl_loss"] > 10 * steps[1]["training/rollout_probs_diff_mean"]
 
     state = load_full_state_dict(find_actor_dir(run_dir))
     lora_b = {k: v for k, v in state.items() if ".lora_B." in k}
-    assert lora_b and all(".language_model." in k for k in lora_b) and all(v.abs().max() > 0 for v in lora_b.values())
+    assert {k.split(".lora_B.")[0].rsplit(".", 1)[-1] for k in lora_b} == LORA_TARGETS[name]
+    assert not any(VISION_SIDE.search(k) for k in lora_b), [k for k in lora_b if VISION_SIDE.search(k)][:3]
+    assert all(v.abs().max() > 0 for v in lora_b.values())  # B starts at zero: every adapter trained
 
-    merged = _export(run_dir)
-    gap = _round_trip(run_dir, merged)
+    merged, own_gap = export(run_dir)
+    gap = round_trip(family, run_dir, merged)
+    print(f"{family.model} LoRA merged export: logit gap {gap:.3g} (radgrpo-export's check {own_gap:.3g})")
     assert gap < 1e-4
-    from transformers import AutoModelForImageTextToText
+    import transformers
 
-    base = _base_state()
-    exported = AutoModelForImageTextToText.from_pretrained(merged, dtype=torch.float32).state_dict()
-    q = "model.language_model.layers.0.self_attn.q_proj.weight"
-    assert not torch.equal(exported[q], base[q])  # the adapter is in the merged weights
+    base = base_state(family)
+    exported = getattr(transformers, family.auto_class).from_pretrained(merged, dtype=torch.float32).state_dict()
+    adapted = _plain(next(iter(lora_b)).split(".lora_B.")[0]) + ".weight"
+    assert not torch.equal(exported[adapted], base[adapted])  # the adapter is in the merged weights
 
-    as_adapter = _export(run_dir, "merge=false", f"output={tmp_path / 'adapter_export'}")
-    assert (as_adapter / "adapter" / "adapter_config.json").exists()
-    assert _round_trip(run_dir, as_adapter, adapter=True) < 1e-4
+    if as_adapter:
+        folder, _ = export(run_dir, "merge=false", f"output={tmp_path / 'adapter_export'}")
+        assert (folder / "adapter" / "adapter_config.json").exists()
+        gap = round_trip(family, run_dir, folder, adapter=True)
+        print(f"{family.model} LoRA adapter export: logit gap {gap:.3g}")
+        assert gap < 1e-4
 
 
 def check_vision_lora_run(run_dir: Path) -> None:
-    _step_metrics(run_dir)
+    step_metrics(run_dir)
     state = load_full_state_dict(find_actor_dir(run_dir))
-    base = _base_state()
+    base = base_state(QWEN)
     lora = {k: v for k, v in state.items() if "lora_" in k}
     assert lora and all(".visual." in k for k in lora)
     assert all(v.abs().max() > 0 for k, v in lora.items() if ".lora_B." in k)  # B starts at zero
@@ -150,31 +117,5 @@ def check_vision_lora_run(run_dir: Path) -> None:
     assert changed == [], changed[:5]  # bit-identical
     assert not torch.equal(state["base_model.model.lm_head.weight"], base["lm_head.weight"])
 
-    assert _round_trip(run_dir, _export(run_dir)) < 1e-4
-
-
-def check_frozen_vision_run(run_dir: Path) -> None:
-    _step_metrics(run_dir)
-    state = load_full_state_dict(find_actor_dir(run_dir))
-    base = _base_state()
-    assert set(state) == set(base)
-    vision = [k for k in state if k.startswith("model.visual.")]
-    assert vision and all(torch.equal(state[k], base[k]) for k in vision)
-    language = [k for k in state if k.startswith("model.language_model.layers.") and k.endswith("proj.weight")]
-    assert language and all(not torch.equal(state[k], base[k]) for k in language)
-
-    assert _round_trip(run_dir, _export(run_dir)) < 1e-4
-    check_checkpoint_evaluation(run_dir)
-
-
-def check_checkpoint_evaluation(run_dir: Path) -> None:
-    """radgrpo-eval on the run folder: its saved step, through the export above, on the synthetic val set."""
-    import json
-
-    result = subprocess.run([sys.executable, "-m", "radgrpo.cli.eval", f"checkpoint={run_dir}", "step=all",
-                             "bootstrap.resamples=50"], cwd=REPO, capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "RADGRPO_OUTPUTS": str(run_dir.parent)})
-    assert result.returncode == 0, result.stderr[-4000:]
-    summary = json.loads((run_dir / "eval" / "synthetic_grounding" / "global_step_2" / "eval_summary.json").read_text())
-    assert summary["step"] == "global_step_2" and summary["model_path"] == str(run_dir / "export" / "global_step_2")
-    assert {r["metric"] for r in summary["metrics"]} >= {"radvlm_map@0.5", "map@0.5", "mean_iou", "acc@0.5"}
+    folder, _ = export(run_dir)
+    assert round_trip(QWEN, run_dir, folder) < 1e-4

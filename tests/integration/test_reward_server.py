@@ -33,13 +33,35 @@ def slow_scorer(options):
     return score
 
 
+SLOW_WORD = "slowly"  # a reference holding it takes SLOW_SECONDS to score
+SLOW_SECONDS = 2.5
+
+
+def radcliq_components(options):
+    """A small stand-in for the RadCliQ model scorers (same name and result keys): RadGraph F1 = token F1
+    of prediction and reference, BERTScore = half of it, CheXbert cosine = 1 - it; slower than the
+    server's request timeout for a reference with SLOW_WORD (radgrpo-eval's fallback test)."""
+    from radgrpo.rewards.text import token_f1, words
+
+    def score(items):
+        out = []
+        for item in items:
+            if SLOW_WORD in item["reference"]:
+                time.sleep(SLOW_SECONDS)
+            f1 = token_f1(words(item["prediction"]), words(item["reference"]))
+            out.append({"radgraph": f1, "bertscore": 0.5 * f1, "semb": 1.0 - f1})
+        return out
+
+    return score
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _start(*args, env=None):
+def start_server(*args, env=None):
     port = _free_port()
     process = subprocess.Popen(
         [str(LAUNCHER), "--port", str(port), *args],
@@ -60,7 +82,7 @@ def _start(*args, env=None):
     raise RuntimeError("reward server did not start")
 
 
-def _stop(process):
+def stop_server(process):
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=20)
 
@@ -81,7 +103,7 @@ def similarity_reward():
 
 
 def test_server_scores_a_batch_through_the_verl_entry_point_then_falls_back(similarity_reward):
-    process, url = _start("--scorer", "text_similarity", "--max-wait-ms", "20")
+    process, url = start_server("--scorer", "text_similarity", "--max-wait-ms", "20")
     gt = encode_ground_truth("report", report="small left pleural effusion")
     reward_kwargs = {
         "terms": [{"name": "_server_similarity", "weight": 1.0, "params": {}}, {"name": "format", "weight": 0.0, "params": {}}],
@@ -93,7 +115,7 @@ def test_server_scores_a_batch_through_the_verl_entry_point_then_falls_back(simi
         with ThreadPoolExecutor(8) as pool:
             scored = list(pool.map(lambda text: compute_score("report", text, gt, {}, **reward_kwargs), outputs))
     finally:
-        _stop(process)
+        stop_server(process)
     assert [s["_server_similarity"] for s in scored[:4]] == pytest.approx([1.0, 2 * (2 / 2) * (2 / 4) / (1 + 2 / 4), 0.0, 0.0])
     assert all(s["_server_similarity/server_failed"] == 0.0 for s in scored)
 
@@ -106,31 +128,31 @@ def test_server_scores_a_batch_through_the_verl_entry_point_then_falls_back(simi
 
 
 def test_slow_scorer_hits_the_request_timeout_and_the_reward_falls_back(similarity_reward):
-    process, url = _start("--scorer", "test_reward_server:slow_scorer", "--request-timeout", "0.3")
+    process, url = start_server("--scorer", "test_reward_server:slow_scorer", "--request-timeout", "0.3")
     try:
         start = time.monotonic()
         assert post_scores(ServerSettings(url, timeout=5.0, retries=0), "slow_scorer", [{"x": 1}]) is None
         assert time.monotonic() - start < 1.5  # the server answered 504 after 0.3 s
         # client-side timeout: the client gives up before the server's own limit
-        process2, url2 = _start("--scorer", "test_reward_server:slow_scorer", "--request-timeout", "30")
+        process2, url2 = start_server("--scorer", "test_reward_server:slow_scorer", "--request-timeout", "30")
         try:
             start = time.monotonic()
             assert post_scores(ServerSettings(url2, timeout=0.5, retries=0), "slow_scorer", [{"x": 1}]) is None
             assert time.monotonic() - start < 1.5
         finally:
-            _stop(process2)
+            stop_server(process2)
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 def test_token_is_required_when_set():
-    process, url = _start("--scorer", "text_similarity", env={"RADGRPO_REWARD_TOKEN": "s3cret"})
+    process, url = start_server("--scorer", "text_similarity", env={"RADGRPO_REWARD_TOKEN": "s3cret"})
     try:
         items = [{"prediction": "a", "reference": "a"}]
         assert post_scores(ServerSettings(url, token="wrong", retries=0), "text_similarity", items) is None
         assert post_scores(ServerSettings(url, token="s3cret", retries=0), "text_similarity", items) == [{"score": 1.0}]
     finally:
-        _stop(process)
+        stop_server(process)
 
 
 def test_non_loopback_bind_without_token_is_refused():

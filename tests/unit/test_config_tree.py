@@ -16,9 +16,13 @@ from radgrpo.runs.plan import ConfigError, plan_run
 
 from ..conftest import CONF_DIR
 
-TRAIN_GROUPS = ("model", "peft", "data", "prompt", "reward", "algorithm", "sampling", "cluster", "logger", "experiment", "sweep")
+TRAIN_GROUPS = ("model", "peft", "data", "prompt", "reward", "algorithm", "sampling", "cluster", "logger", "suite",
+                "experiment", "sweep")
 # Options that need a value only the user can give; composing them must still work.
 REQUIRED_USER_VALUES = {("data", "prepared"): {"data.dir"}, ("data", "radvlm_tasks"): {"data.dirs"},
+                        # validation suites on prepared sets: tests/unit/test_eval_config.py
+                        **{("suite", p.stem): {"suite.root"} for p in (CONF_DIR / "suite").glob("*.yaml")
+                           if p.stem != "from_data"},
                         # the seeds' recipes: composed with data in tests/unit/test_recipes.py
                         **{("experiment", name): {"data.dir"} for name in (
                             "chexpo_v2", "medgemma_mcqa", "radvlm_grpo_grounding", "radvlm_grpo_report", "medvlthinker")}}

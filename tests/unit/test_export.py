@@ -45,3 +45,24 @@ def test_cli_errors_are_one_line(tmp_path):
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("radgrpo-export: error: ") and expected in lines[0], lines
+
+
+def test_the_export_asks_the_family_registry_for_the_model_class():
+    """radgrpo.export.family decides by the registered family of the checkpoint's model_type (Phi-4-MM's
+    native layout has a vision_config yet loads with AutoModelForCausalLM); any other model is a
+    one-line error."""
+    import transformers
+
+    from radgrpo.export.family import auto_model_class, family_of_config
+    from radgrpo.models.families import FAMILIES, get_family
+
+    for name in FAMILIES:
+        family = get_family(name)
+        config = transformers.AutoConfig.for_model(family.model_type)
+        assert family_of_config(config) is family
+        assert auto_model_class(config) is getattr(transformers, family.auto_class)
+    phi4 = transformers.AutoConfig.for_model("phi4_multimodal")
+    assert hasattr(phi4, "vision_config") and auto_model_class(phi4) is transformers.AutoModelForCausalLM
+    with pytest.raises(ExportError, match="model_type 'llama' is no registered model family") as error:
+        auto_model_class(transformers.AutoConfig.for_model("llama"))
+    assert "\n" not in str(error.value)

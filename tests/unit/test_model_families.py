@@ -105,3 +105,57 @@ def test_phi4_torchvision_free_processor_feeds_the_model_for_two_aspect_ratios(t
     processor.save_pretrained(tmp_path)
     reloaded = Phi4MultimodalProcessor.from_pretrained(tmp_path)
     assert type(reloaded.image_processor) is Phi4MultimodalImageProcessorPil and reloaded.chat_template
+
+
+# where each family's language model lives, in its real architecture
+LANGUAGE_MODEL = {"qwen2_5_vl": "model.language_model.", "gemma3": "model.language_model.",
+                  "llava_onevision": "model.language_model.", "phi4_multimodal": "model.layers."}
+
+
+def _meta_model(family):
+    """The family's model class at its transformers default size (the real layout), on the meta device."""
+    import transformers
+
+    with torch.device("meta"):
+        return getattr(transformers, family.model_class)(transformers.AutoConfig.for_model(family.model_type))
+
+
+def _lora_config(option):
+    from omegaconf import OmegaConf
+    from peft import LoraConfig
+
+    from ..conftest import CONF_DIR
+
+    keys = OmegaConf.load(CONF_DIR / "peft" / f"{option}.yaml").verl.actor_rollout_ref.model
+    target = keys.target_modules if isinstance(keys.target_modules, str) else list(keys.target_modules)
+    return LoraConfig(r=keys.lora_rank, target_modules=target, exclude_modules=keys.exclude_modules), keys
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_family_vision_samples_and_the_lora_options_fit_its_real_layout(name):
+    """Each family's vision_linear_samples are linear layers of its real architecture; peft's own
+    matching of `peft=lora` adapts the language model's projections only (which planning's
+    lora_reaches_vision agrees with), and planning sees that `peft=lora_vision_lm_head` reaches the
+    vision side."""
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    from radgrpo.engine.trainable import lora_reaches_vision
+
+    family = get_family(name)
+    model = _meta_model(family)
+    modules = dict(model.named_modules())
+    assert all(isinstance(modules.get(s), torch.nn.Linear) for s in family.vision_linear_samples)
+    linear = [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)]
+
+    config, keys = _lora_config("lora")
+    adapted = [n for n in linear if check_target_module_exists(config, n)]
+    assert adapted and all(n.startswith(LANGUAGE_MODEL[name]) for n in adapted), adapted[:5]
+    assert not any(check_target_module_exists(config, s) for s in family.vision_linear_samples)
+    assert not lora_reaches_vision(name, keys.target_modules, keys.exclude_modules)
+    # every attention and MLP projection of the language model's first layer carries an adapter
+    first = LANGUAGE_MODEL[name] + "layers.0." if name != "phi4_multimodal" else "model.layers.0."
+    projections = [n for n in linear if n.startswith(first)]
+    assert projections and set(projections) <= set(adapted)
+
+    _, keys = _lora_config("lora_vision_lm_head")  # all-linear (peft expands it when it wraps a model)
+    assert lora_reaches_vision(name, keys.target_modules, keys.exclude_modules)

@@ -42,14 +42,18 @@ def vllm_lora_rank_check(monkeypatch):
     return utils.get_vllm_max_lora_rank
 
 
-def test_seed_004_lora_on_gpu_gives_a_config_verl_accepts(tmp_path, vllm_lora_rank_check):
+@pytest.mark.parametrize("option", ["qwen2_5_vl_7b", "medgemma_4b", "llava_onevision_7b"])
+def test_seed_004_lora_on_gpu_gives_a_config_verl_accepts(option, tmp_path, vllm_lora_rank_check):
+    # `radgrpo model=<option> peft=lora cluster.device=cuda dry_run=true`: plan_run ends with verl's
+    # validate_config, then radgrpo's LoRA-vs-vLLM check with the family's vision layer names
     assert vllm_lora_rank_check(16) == 16
-    plan = _plan(["model=qwen2_5_vl_7b", "peft=lora", "cluster.device=cuda"], tmp_path)  # runs validate_config
+    plan = _plan([f"model={option}", "peft=lora", "cluster.device=cuda"], tmp_path)
     model = plan.verl_config.actor_rollout_ref.model
     assert plan.verl_config.actor_rollout_ref.rollout.name == "vllm"
     assert (model.lora_rank, model.lora_alpha, model.lora.dropout, model.lora.merge) == (16, 32, 0.05, False)
-    assert list(model.target_modules) == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    assert not trainable.lora_reaches_vision("qwen2_5_vl", model.target_modules, model.exclude_modules)
+    assert list(model.target_modules) == ["q_proj", "k_proj", "v_proj", "qkv_proj", "o_proj", "gate_proj", "up_proj",
+                                          "gate_up_proj", "down_proj"]
+    assert not trainable.lora_reaches_vision(plan.family, model.target_modules, model.exclude_modules)
 
 
 def test_vision_lora_with_vllm_fails_at_planning_unless_merged(tmp_path, vllm_lora_rank_check):

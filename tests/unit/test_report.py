@@ -216,3 +216,34 @@ def test_a_single_command_line_value_of_a_swept_key_replaces_the_presets_values(
     report = build_report([sweep], tmp_path / "report", wandb=False)
     assert report["runs"] == 4 and list(report["status"].values()).count("not started") == 3
     assert "(pending) sampling=hard_tiny sampling.size=4 seed=1" in [r["run"] for r in report["not_completed"]]
+
+
+def _eval_summary(run, step, rows):
+    """radgrpo-eval's summary of one checkpoint of `run` (radgrpo.eval.evaluate.write_summary's layout)."""
+    folder = run / "eval" / "radvlm_report" / f"global_step_{step}"
+    folder.mkdir(parents=True)
+    metrics = [{"model": run.name, "step": f"global_step_{step}", "suite": "radvlm_report", "dataset": "mimic",
+                "metric": m, "value": v, "ci_low": v - 0.1, "ci_high": v + 0.1, "n": 8} for m, v in rows.items()]
+    (folder / "eval_summary.json").write_text(json.dumps({"suite": "radvlm_report", "step": f"global_step_{step}",
+                                                          "metrics": metrics, "fallbacks": {}}))
+
+
+def test_eval_summaries_of_the_runs_become_columns_a_table_metric_and_eval_csv(sweep, tmp_path):
+    runs = {p.name: p for p in sweep.iterdir() if p.is_dir()}
+    # steps written out of order: the latest is step 20 whatever the folder order
+    _eval_summary(runs["0_tiny_uniform"], 20, {"bleu4": 0.30, "radcliq": 0.8})
+    _eval_summary(runs["0_tiny_uniform"], 5, {"bleu4": 0.35, "radcliq": 0.6})
+    _eval_summary(runs["1_tiny_uniform"], 20, {"bleu4": 0.10, "radcliq": 1.2})
+    report = build_report([sweep], tmp_path / "report", metric="eval/radvlm_report/mimic/bleu4", wandb=False)
+    rows = {r["run"]: r for r in read_csv(report["files"]["runs.csv"])}
+    first = rows["0_tiny_uniform"]
+    assert float(first["final/eval/radvlm_report/mimic/bleu4"]) == 0.30  # step 20's
+    assert float(first["best/eval/radvlm_report/mimic/bleu4"]) == 0.35   # the highest
+    assert float(first["best/eval/radvlm_report/mimic/radcliq"]) == 0.6  # the lowest: lower is better
+    assert rows["2_tiny_uniform"]["final/eval/radvlm_report/mimic/bleu4"] == ""  # never evaluated
+    (uniform_8,) = [r for r in report["table"] if r["size"] == 8 and r["strategy"] == "uniform"]
+    assert uniform_8["n"] == 2 and uniform_8["mean"] == pytest.approx(0.2)  # seeds 1 and 2 at step 20
+    tidy = read_csv(report["files"]["eval.csv"])
+    assert len(tidy) == 6 and tidy[0]["run"] == "0_tiny_uniform" and tidy[0]["step"] == "global_step_5"
+    assert list(tidy[0]) == ["run", "model", "step", "suite", "dataset", "metric", "value", "ci_low", "ci_high", "n"]
+    assert "eval.csv" not in build_report([runs["3_tiny_uniform"]], tmp_path / "plain", wandb=False)["files"]

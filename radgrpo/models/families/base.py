@@ -9,8 +9,9 @@ family verl already supports needs (Qwen2.5-VL uses almost all of them).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 
@@ -32,10 +33,12 @@ class ModelFamily:
     end_of_turn: ClassVar[str]
     #: whether verl's own `hf_processor` recognises this processor class
     verl_knows_processor: ClassVar[bool] = False
-    #: torchvision-free processor class to use when torchvision is absent (None: the stock one works)
-    torchvision_free_processor: ClassVar[type | None] = None
     #: (module, class) of the vision tower whose forward the vision trace records
     vision_tower: ClassVar[tuple[str, str]]
+    #: qualified names (in the full model) of a few linear layers inside the vision tower and its
+    #: projector, so planning can tell from LoRA target/exclude patterns alone whether an adapter would
+    #: reach the vision side (vLLM cannot serve that); a unit test finds each in the tiny model
+    vision_linear_samples: ClassVar[tuple[str, ...]]
     #: multimodal input keys whose per-image patch/crop dimension (dim 1) varies with the aspect
     #: ratio, and the value to pad them with when samples of different shapes share a micro-batch
     padded_keys: ClassVar[dict[str, float]] = {}
@@ -45,6 +48,15 @@ class ModelFamily:
     tiny_models: ClassVar[tuple[str, ...]] = ()
 
     # ----- processor ---------------------------------------------------------------------------
+    def torchvision_free_processor(self) -> type | None:
+        """The processor class to use when torchvision is absent (None: the stock one works).
+
+        A method, so a family module defines its subclass on first use: importing transformers'
+        processing modules costs ~1.8 CPU-s in every Ray process that loads the plugin (measured by
+        benchmarks/engine.py), and most of those processes never build a processor.
+        """
+        return None
+
     def prepare_processor(self, processor) -> None:
         """Adjust a loaded processor for verl (e.g. no second <bos>); called by the hf_processor hook."""
 
@@ -87,3 +99,25 @@ class ModelFamily:
         batch = processor(text=[prompt + target], images=[image], return_tensors="pt")
         prompt_len = processor(text=[prompt], images=[image], return_tensors="pt")["input_ids"].shape[1]
         return dict(batch), int(prompt_len)
+
+
+def defined_on_first_use(module_name: str, class_name: str, define: Callable[[], type]):
+    """(get, module `__getattr__`) for a class that `define()` builds the first time it is asked for.
+
+    Families subclass transformers' processors; importing those modules costs ~1.8 CPU-s in every Ray
+    process that loads radgrpo's plugin, and most never build a processor. The class keeps its module
+    path and name (`module.ClassName`), so pickle and AutoProcessor find it as if defined at module level.
+    """
+
+    @functools.cache
+    def get() -> type:
+        cls = define()
+        cls.__module__, cls.__qualname__ = module_name, class_name
+        return cls
+
+    def module_getattr(name: str):
+        if name == class_name:
+            return get()
+        raise AttributeError(f"module {module_name!r} has no attribute {name!r}")
+
+    return get, module_getattr

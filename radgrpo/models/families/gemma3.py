@@ -59,6 +59,10 @@ class Gemma3Family(ModelFamily):
     suppress_tokens = (BOI, EOI, IMAGE)
     end_of_turn = "<end_of_turn>"
     vision_tower = ("transformers.models.siglip.modeling_siglip", "SiglipVisionModel")
+    # (the projector is a bare parameter, mm_input_projection_weight: no linear layer to adapt)
+    vision_linear_samples = ("model.vision_tower.encoder.layers.0.self_attn.q_proj",
+                             "model.vision_tower.encoder.layers.0.self_attn.out_proj",
+                             "model.vision_tower.encoder.layers.0.mlp.fc1")
     tiny_models = ("tiny_medgemma",)
 
     def prepare_processor(self, processor) -> None:

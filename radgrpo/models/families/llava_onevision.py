@@ -14,30 +14,38 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers.models.llava_onevision import processing_llava_onevision
 
-from radgrpo.models.families.base import ModelFamily
+from radgrpo.models.families.base import ModelFamily, defined_on_first_use
 
 
-class LlavaOnevisionProcessor(processing_llava_onevision.LlavaOnevisionProcessor):
-    """LLaVA-OneVision processor for images only (no video processor, so no torchvision).
+def _define_processor() -> type:
+    """`LlavaOnevisionProcessor` (defined on first use: see base.defined_on_first_use)."""
+    from transformers.models.llava_onevision import processing_llava_onevision
 
-    Every parameter is listed: ProcessorMixin reads the signature to save and reload them.
-    """
+    class LlavaOnevisionProcessor(processing_llava_onevision.LlavaOnevisionProcessor):
+        """LLaVA-OneVision processor for images only (no video processor, so no torchvision).
 
-    def __init__(self, image_processor=None, tokenizer=None, num_image_tokens=None,
-                 vision_feature_select_strategy=None, chat_template=None, image_token="<image>",
-                 video_token="<video>", vision_aspect_ratio="anyres_max_9", **kwargs):
-        self.video_processor = None
-        super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                         num_image_tokens=num_image_tokens,
-                         vision_feature_select_strategy=vision_feature_select_strategy,
-                         chat_template=chat_template, image_token=image_token, video_token=video_token,
-                         vision_aspect_ratio=vision_aspect_ratio, **kwargs)
+        Every parameter is listed: ProcessorMixin reads the signature to save and reload them.
+        """
 
-    @classmethod
-    def get_attributes(cls):
-        return ["image_processor", "tokenizer"]
+        def __init__(self, image_processor=None, tokenizer=None, num_image_tokens=None,
+                     vision_feature_select_strategy=None, chat_template=None, image_token="<image>",
+                     video_token="<video>", vision_aspect_ratio="anyres_max_9", **kwargs):
+            self.video_processor = None
+            super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+                             num_image_tokens=num_image_tokens,
+                             vision_feature_select_strategy=vision_feature_select_strategy,
+                             chat_template=chat_template, image_token=image_token, video_token=video_token,
+                             vision_aspect_ratio=vision_aspect_ratio, **kwargs)
+
+        @classmethod
+        def get_attributes(cls):
+            return ["image_processor", "tokenizer"]
+
+    return LlavaOnevisionProcessor
+
+
+processor_class, __getattr__ = defined_on_first_use(__name__, "LlavaOnevisionProcessor", _define_processor)
 
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
@@ -60,10 +68,14 @@ class LlavaOnevisionFamily(ModelFamily):
     image_token = "<image>"
     suppress_tokens = ("<image>", "<video>")
     end_of_turn = "<|im_end|>"
-    torchvision_free_processor = LlavaOnevisionProcessor
     vision_tower = ("transformers.models.siglip.modeling_siglip", "SiglipVisionModel")
     padded_keys = {"pixel_values": 0.0}
+    vision_linear_samples = ("model.vision_tower.encoder.layers.0.self_attn.q_proj",
+                             "model.vision_tower.encoder.layers.0.mlp.fc1", "model.multi_modal_projector.linear_1")
     tiny_models = ("tiny_llava_onevision",)
+
+    def torchvision_free_processor(self) -> type:
+        return processor_class()
 
     def build_tiny(self, name: str, out: Path) -> None:
         from transformers import (GenerationConfig, LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
@@ -97,7 +109,7 @@ class LlavaOnevisionFamily(ModelFamily):
         image_processor = LlavaOnevisionImageProcessorPil(size={"height": 56, "width": 56},
                                                           crop_size={"height": 56, "width": 56},
                                                           image_grid_pinpoints=pinpoints)
-        processor = LlavaOnevisionProcessor(image_processor=image_processor, tokenizer=tokenizer, num_image_tokens=16,
+        processor = processor_class()(image_processor=image_processor, tokenizer=tokenizer, num_image_tokens=16,
                                             vision_feature_select_strategy="full", chat_template=CHAT_TEMPLATE)
         warm_start_grounding(self, model, processor)
         model.save_pretrained(out)

@@ -162,10 +162,15 @@ class Phi4MultimodalFamily(ModelFamily):
     image_token = "<|image|>"
     suppress_tokens = ("<|image|>", "<|audio|>")
     end_of_turn = "<|end|>"
-    torchvision_free_processor = Phi4MultimodalProcessor
     vision_tower = ("transformers.models.phi4_multimodal.modeling_phi4_multimodal", "Phi4MultimodalVisionModel")
     padded_keys = {"image_pixel_values": 0.0, "image_attention_mask": 1.0}
+    vision_linear_samples = ("model.embed_tokens_extend.image_embed.img_processor.encoder.layers.0.self_attn.q_proj",
+                             "model.embed_tokens_extend.image_embed.img_processor.encoder.layers.0.mlp.fc1",
+                             "model.embed_tokens_extend.image_embed.img_projection_up")
     tiny_models = ("tiny_phi4_multimodal",)
+
+    def torchvision_free_processor(self) -> type:
+        return Phi4MultimodalProcessor
     vllm_serves = False
 
     def image_inputs(self, processor, images):

@@ -11,25 +11,33 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers.models.qwen2_5_vl import processing_qwen2_5_vl
 
-from radgrpo.models.families.base import ModelFamily
+from radgrpo.models.families.base import ModelFamily, defined_on_first_use
 
 
-class Qwen2_5_VLProcessor(processing_qwen2_5_vl.Qwen2_5_VLProcessor):  # noqa: N801 - name read by verl
-    """Qwen2.5-VL processor for images only (no video processor, so no torchvision).
+def _define_processor() -> type:
+    """`Qwen2_5_VLProcessor` (defined on first use: see base.defined_on_first_use)."""
+    from transformers.models.qwen2_5_vl import processing_qwen2_5_vl
 
-    Keeps the stock class name: verl dispatches on it to bind mrope's `get_rope_index`.
-    """
+    class Qwen2_5_VLProcessor(processing_qwen2_5_vl.Qwen2_5_VLProcessor):  # noqa: N801 - name read by verl
+        """Qwen2.5-VL processor for images only (no video processor, so no torchvision).
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        self.video_processor = None
-        super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                         chat_template=chat_template, **kwargs)
+        Keeps the stock class name: verl dispatches on it to bind mrope's `get_rope_index`.
+        """
 
-    @classmethod
-    def get_attributes(cls):
-        return ["image_processor", "tokenizer"]
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            self.video_processor = None
+            super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+                             chat_template=chat_template, **kwargs)
+
+        @classmethod
+        def get_attributes(cls):
+            return ["image_processor", "tokenizer"]
+
+    return Qwen2_5_VLProcessor
+
+
+processor_class, __getattr__ = defined_on_first_use(__name__, "Qwen2_5_VLProcessor", _define_processor)
 
 
 SPECIAL_TOKENS = [
@@ -64,9 +72,13 @@ class Qwen2_5_VLFamily(ModelFamily):  # noqa: N801
     suppress_tokens = ("<|image_pad|>", "<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|vision_pad|>")
     end_of_turn = "<|im_end|>"
     verl_knows_processor = True
-    torchvision_free_processor = Qwen2_5_VLProcessor
     vision_tower = ("transformers.models.qwen2_5_vl.modeling_qwen2_5_vl", "Qwen2_5_VisionTransformerPretrainedModel")
+    vision_linear_samples = ("model.visual.blocks.0.attn.qkv", "model.visual.blocks.0.mlp.gate_proj",
+                             "model.visual.merger.mlp.0")
     tiny_models = ("tiny_qwen2_5_vl",)
+
+    def torchvision_free_processor(self) -> type:
+        return processor_class()
 
     def rollout_inputs(self, processor, input_ids, images):
         inputs = self.image_inputs(processor, images)
@@ -106,7 +118,7 @@ class Qwen2_5_VLFamily(ModelFamily):  # noqa: N801
                                                    do_sample=True)
         image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14,
                                                    merge_size=2, temporal_patch_size=2)
-        processor = Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+        processor = processor_class()(image_processor=image_processor, tokenizer=tokenizer,
                                         chat_template=CHAT_TEMPLATE)
         warm_start_grounding(self, model, processor)
         model.save_pretrained(out)
