@@ -73,6 +73,7 @@ def executor_parameters(cfg: DictConfig) -> dict[str, Any]:
 
 
 def submit_and_wait(cfg: DictConfig, run_local: RunLocal) -> dict | None:
+    _require_slurm_tools(cfg)
     container = OmegaConf.to_container(cfg, resolve=True)
     run_dir = Path(container["paths"]["run_dir"])
     executor = _executor(cfg, RunFolder(run_dir).slurm / "%j")
@@ -90,6 +91,7 @@ def submit_array_and_wait(cfgs: list[DictConfig], run_local: RunLocal, folder: P
     """One SLURM job array, a task per config (each trains or evaluates `run_local` on its own resolved
     config; the sbatch parameters are the first config's), submitit's logs under `folder`; waits for
     every task and returns their results in order. A failed task fails the whole with its log."""
+    _require_slurm_tools(cfgs[0])
     containers = [OmegaConf.to_container(cfg, resolve=True) for cfg in cfgs]
     executor = _executor(cfgs[0], Path(folder) / "%j")
     executor.update_parameters(slurm_array_parallelism=int(cfgs[0].cluster.slurm.array_parallelism))
@@ -102,13 +104,17 @@ def submit_array_and_wait(cfgs: list[DictConfig], run_local: RunLocal, folder: P
     return results
 
 
-def _executor(cfg: DictConfig, folder: Path) -> submitit.AutoExecutor:
+def _require_slurm_tools(cfg: DictConfig) -> None:
+    """sbatch and srun on PATH, checked before anything is resolved or written (one line otherwise)."""
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
     if missing:
         raise SlurmRunError(
             f"cluster={cfg.cluster.name}: {' and '.join(missing)} not found on this machine; start a one-machine "
             "SLURM with launchers/slurm/up, or run with cluster=local"
         )
+
+
+def _executor(cfg: DictConfig, folder: Path) -> submitit.AutoExecutor:
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
                                      slurm_max_num_timeout=int(cfg.cluster.slurm.max_num_timeout))
     executor.update_parameters(**executor_parameters(cfg))

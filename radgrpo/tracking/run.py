@@ -52,14 +52,20 @@ def start(cfg: DictConfig, run_dir: Path, job_type: str = "train", earlier_lines
 
 
 def lost_steps(recorded: list[dict], earlier_lines: list[dict], resume_step: int | None) -> list[dict]:
-    """Metrics lines (`{"step", "data"}`) of earlier attempts missing from the `recorded` history rows:
-    the steps after the last one on record up to `resume_step` (one line per step, the latest
-    attempt's when a step was trained twice; steps after the checkpoint are trained again)."""
+    """Metrics lines (`{"step", "data"}`) of earlier attempts missing from the `recorded` history rows,
+    up to `resume_step` (one line per step, the latest attempt's when a step was trained twice; steps
+    after the checkpoint are trained again). A step is on record only when its recorded rows hold every
+    key of its line: a killed attempt can leave a partial row (e.g. a table logged before the step's
+    metrics), which must not count as the step."""
     if resume_step is None:
         return []
-    last = max((int(row["_step"]) for row in recorded if "_step" in row), default=-1)
+    keys_on_record: dict[int, set] = {}
+    for row in recorded:
+        if "_step" in row:
+            keys_on_record.setdefault(int(row["_step"]), set()).update(row)
     by_step = {int(line["step"]): line for line in earlier_lines if isinstance(line.get("data"), dict)}
-    return [by_step[step] for step in sorted(by_step) if last < step <= resume_step]
+    return [by_step[step] for step in sorted(by_step)
+            if step <= resume_step and not set(by_step[step]["data"]) <= keys_on_record.get(step, set())]
 
 
 def restore_lost_steps(cfg: DictConfig, run_dir: Path, labels: RunLabels, earlier_lines: list[dict],

@@ -143,7 +143,11 @@ def test_steps_a_killed_attempt_never_wrote_are_logged_into_the_same_offline_run
 
     earlier = [{"step": s, "data": {"actor/pg_loss": 0.1 * s}} for s in (1, 2, 3)]
     assert [line["step"] for line in lost_steps([], earlier, resume_step=2)] == [1, 2]
-    assert lost_steps([{"_step": 2}], earlier, resume_step=2) == []  # already on record
+    on_record = [{"_step": 1, "actor/pg_loss": 0.1}, {"_step": 2, "actor/pg_loss": 0.2}]
+    assert lost_steps(on_record, earlier, resume_step=2) == []  # already on record
+    # a partial row (a killed attempt's table logged before its step's metrics) is not the step
+    partial = [on_record[0], {"_step": 2, "val/generations": {}}]
+    assert [line["step"] for line in lost_steps(partial, earlier, resume_step=2)] == [2]
     assert lost_steps([], earlier, resume_step=None) == []  # no checkpoint: the rerun starts over
 
     cfg = OmegaConf.create({"logger": {"backends": ["wandb"], "mode": "offline", "project": "radgrpo"},
