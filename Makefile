@@ -9,6 +9,10 @@ ARGS ?=
 # `--dist loadgroup`: tests sharing a module-scoped run or the SLURM cluster fixture stay on one worker
 # (tests/conftest.py groups them).
 TEST_WORKERS ?= 2
+# Two verl runs side by side can race for a port: verl picks a free port for torch.distributed's
+# rendezvous, releases it, then binds it - the other run may take it in between (seen once:
+# EADDRINUSE in TCPStore). Only that error is retried, once; any other failure fails the test.
+RERUN_PORT_RACE = --reruns 1 --only-rerun "EADDRINUSE|address already in use"
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -27,7 +31,7 @@ run: install
 	$(VENV)/bin/radgrpo $(ARGS)
 
 test: install
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(RERUN_PORT_RACE) $(ARGS)
 
 test-fast: install
 	$(VENV)/bin/python -m pytest tests/unit $(ARGS)
