@@ -3,6 +3,11 @@
 `run_ppo` is called directly instead of nesting verl's own `@hydra.main` app inside radgrpo's. The
 environment every Ray process needs (platform, threads, metrics file) is set here and forwarded
 through Ray's runtime env, so the plugin sees the same values in the driver and in every worker.
+
+verl's trainer (`TaskRunnerV1.run`) runs in this process rather than in a Ray actor of its own: the
+actor would be one more Python process importing torch and verl (~5 CPU-s) before verl creates any
+worker, and this process only waits for it (benchmarks/engine.py: the TransferQueue controller, verl's
+first worker, started 7 s after `ray.init`).
 """
 
 from __future__ import annotations
@@ -40,12 +45,55 @@ def attach_env(verl_cfg: DictConfig, env: dict[str, str]) -> None:
     OmegaConf.update(verl_cfg, key, {**env, **existing}, merge=False, force_add=True)
 
 
+class _RunHere:
+    """`<actor>.run.remote(config)` for an object in this process: runs it, returns a ready ObjectRef."""
+
+    def __init__(self, method) -> None:
+        self._method = method
+
+    def remote(self, *args, **kwargs):
+        import ray
+
+        self._method(*args, **kwargs)
+        return ray.put(None)
+
+
+class TaskRunnerInThisProcess:
+    """verl's `TaskRunnerV1` with the interface `run_ppo` uses (`task_runner_class.remote()`, then
+    `ray.get(runner.run.remote(config))`), run by this process.
+
+    Ray has started when `remote()` is called; the environment an actor of this job would get (verl's
+    `get_ppo_ray_runtime_env` plus the run's `runtime_env.env_vars`) is applied to this process first,
+    so the trainer sees what it saw as an actor.
+    """
+
+    def __init__(self) -> None:
+        from verl.trainer.main_ppo import TaskRunnerV1
+
+        self.run = _RunHere(TaskRunnerV1.__ray_actor_class__().run)
+
+    @classmethod
+    def remote(cls) -> "TaskRunnerInThisProcess":
+        import ray
+
+        os.environ.update(ray.get_runtime_context().runtime_env.get("env_vars") or {})
+        return cls()
+
+    @staticmethod
+    def options(**actor_options):
+        """verl asks for this only to profile its trainer with Nsight (`global_profiler.tool=nsys` on
+        CUDA): that needs the trainer in a Ray actor started with the nsight runtime env, so it gets one."""
+        from verl.trainer.main_ppo import TaskRunnerV1
+
+        return TaskRunnerV1.options(**actor_options)
+
+
 def run_verl(verl_cfg: DictConfig, env: dict[str, str]) -> None:
     """Train with an already validated `verl_cfg` (see runs.plan); raises on failure. Shuts Ray down after."""
     os.environ.update(env)
     import ray
     import verl  # noqa: F401  (loads radgrpo's plugin with the environment above)
-    from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+    from verl.trainer.main_ppo import run_ppo
     from verl.utils.device import auto_set_device
 
     import radgrpo.engine.plugin as plugin
@@ -55,7 +103,7 @@ def run_verl(verl_cfg: DictConfig, env: dict[str, str]) -> None:
     attach_env(verl_cfg, env)
     auto_set_device(verl_cfg)
     try:
-        run_ppo(verl_cfg, task_runner_class=TaskRunnerV1)
+        run_ppo(verl_cfg, task_runner_class=TaskRunnerInThisProcess)
     finally:
         if ray.is_initialized() and OmegaConf.select(verl_cfg, "ray_kwargs.ray_init.address") in (None, "local"):
             ray.shutdown()  # the Ray this run started; a multi-node head belongs to the SLURM launcher

@@ -169,20 +169,34 @@ def grounding_metrics(records: Sequence[Record]) -> dict[str, float]:
 
 # ----- classification ----------------------------------------------------------------------------
 def classification_metrics(records: Sequence[Record], labels: Sequence[str] | None = None) -> dict[str, float]:
-    from sklearn.metrics import precision_recall_fscore_support
+    """Micro and macro precision, recall and F1 over the label set (the given labels and every gold
+    label), a label counting as predicted when its name appears in the answer (RadVLM's matching).
 
+    scikit-learn's `precision_recall_fscore_support(average=..., zero_division=0)` computes the same
+    for two or more labels (one label it reads as a binary target of 0/1 classes); it is not used because with scikit-learn installed transformers imports it in every process that
+    loads a model (0.7 CPU-s each, eight processes per run)."""
     gold = [[str(x).lower() for x in r.ground_truth.get("labels") or []] for r in records]
     names = sorted({name.lower() for name in (labels or [])} | {x for g in gold for x in g})
     if not names:
         return {}
     outputs = [answer_section(r.completion).lower() for r in records]
-    predicted = np.array([[int(name in text) for name in names] for text in outputs])
-    actual = np.array([[int(name in g) for name in names] for g in gold])
+    predicted = np.array([[name in text for name in names] for text in outputs])
+    actual = np.array([[name in g for name in names] for g in gold])
+    true_pos = (predicted & actual).sum(axis=0)
+    per_label = (true_pos, predicted.sum(axis=0), actual.sum(axis=0))
+    micro = [float(x.sum()) for x in per_label]
     out = {}
-    for average in ("micro", "macro"):
-        p, r, f, _ = precision_recall_fscore_support(actual, predicted, average=average, zero_division=0)
-        out.update({f"precision_{average}": float(p), f"recall_{average}": float(r), f"f1_{average}": float(f)})
+    for average, (tp, n_pred, n_gold) in (("micro", micro), ("macro", per_label)):
+        p, r, f = _ratio(tp, n_pred), _ratio(tp, n_gold), _ratio(2 * tp, n_pred + n_gold)
+        out.update({f"precision_{average}": float(np.mean(p)), f"recall_{average}": float(np.mean(r)),
+                    f"f1_{average}": float(np.mean(f))})
     return out
+
+
+def _ratio(numerator, denominator):
+    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    numerator, denominator = np.asarray(numerator, float), np.asarray(denominator, float)
+    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
 
 
 # ----- multiple choice ---------------------------------------------------------------------------

@@ -30,16 +30,17 @@ from radgrpo.tracking import tracking_env, uses_wandb, wandb_run_id
 from radgrpo.tracking.generations import warn_image_upload
 from radgrpo.tracking.labels import RunLabels, run_labels
 from radgrpo.tracking.sampling_stats import subset_statistics
-from radgrpo.tracking.secrets import redact_config, redact_files, scrub_console, secret_values
+from radgrpo.tracking.secrets import redact_config, redact_files, scrub_argv, scrub_console, secret_values
 
 
 def start(cfg: DictConfig, run_dir: Path, job_type: str = "train", earlier_lines: list[dict] = (),
           resume_step: int | None = None) -> dict[str, str]:
-    """Scrub secrets from the console and Hydra's files; complete the offline history with what an
+    """Scrub secrets from the console, the command line and Hydra's files; complete the offline history with what an
     earlier attempt lost (`earlier_lines`: its metrics lines; `resume_step`: the checkpoint this attempt
     resumes from); the wandb environment for verl."""
     values = secret_values(cfg)
     scrub_console(values)
+    scrub_argv(values)
     redact_files(sorted(Path(run_dir).glob(".hydra/*.yaml")), values)
     if uses_wandb(cfg.logger) and cfg.logger.get("upload_images", False):
         warn_image_upload()

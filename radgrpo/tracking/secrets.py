@@ -117,16 +117,33 @@ class RedactingStream:
     verl (its TaskRunner prints the whole config) and forwarded by Ray reach the terminal and the
     SLURM log files without the secrets. A secret split across two write() calls is not caught;
     Python's print and Ray's log forwarding write whole lines.
+
+    Code that captures a stream by replacing its `write` (wandb's console capture does
+    `sys.stdout.write = write_with_callbacks` when it is first imported, which in verl's trainer is
+    after the run started) receives the text already redacted: `write` is a property whose setter
+    keeps the replacement behind the redaction instead of in front of it.
     """
 
     def __init__(self, stream, values: Iterable[str]):
         self._stream = stream
         self._values = sorted(set(values), key=len, reverse=True)
+        self._replacement = None
 
-    def write(self, text):
-        if isinstance(text, str):
-            text = redact_text(text, self._values)
-        return self._stream.write(text)
+    def _redact(self, text):
+        return redact_text(text, self._values) if isinstance(text, str) else text
+
+    def _write_through(self, text):
+        return self._stream.write(self._redact(text))
+
+    @property
+    def write(self):
+        if self._replacement is None:
+            return self._write_through
+        return lambda text: self._replacement(self._redact(text))
+
+    @write.setter
+    def write(self, replacement):
+        self._replacement = None if replacement == self._write_through else replacement
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
@@ -144,3 +161,9 @@ def scrub_console(values: Iterable[str]) -> None:
             stream = stream._stream
         setattr(sys, name, RedactingStream(stream, values))
 
+
+
+def scrub_argv(values: Iterable[str]) -> None:
+    """Redact the secret `values` in this process's `sys.argv` (after Hydra parsed it): wandb records
+    the command line of the process that runs verl's trainer - this one - in the run's metadata."""
+    sys.argv[:] = [redact_text(arg, values) for arg in sys.argv]

@@ -123,6 +123,18 @@ def test_classification_micro_macro_hand_computed():
     assert m["f1_macro"] == pytest.approx(2 / 3)
 
 
+def test_classification_a_label_nobody_names_scores_zero_in_the_macro_mean():
+    records = [Record("<answer>Edema</answer>", {"task": "classification", "labels": ["Edema"]}, {})]
+    m = classification_metrics(records, labels=["Edema", "Pneumothorax"])
+    # edema P = R = F = 1; pneumothorax neither gold nor predicted: 0/0 counts 0 (zero_division=0)
+    assert (m["precision_micro"], m["recall_micro"], m["f1_micro"]) == (1.0, 1.0, 1.0)
+    assert (m["precision_macro"], m["recall_macro"], m["f1_macro"]) == (0.5, 0.5, 0.5)
+    # nothing gold, nothing predicted: no true positive anywhere
+    nothing = classification_metrics([Record("<answer>normal</answer>", {"task": "classification", "labels": []}, {})],
+                                      labels=["Edema"])
+    assert nothing["f1_micro"] == 0.0 and nothing["precision_macro"] == 0.0
+
+
 def test_mcqa_strict_and_lenient():
     gt = {"task": "mcqa", "label": "B", "answer": "Pneumonia", "options": {"A": "Edema", "B": "Pneumonia"}}
     records = [

@@ -1,10 +1,11 @@
 """One redaction module: secret-named keys in configs, secret values in text, files and the console."""
 
 import io
+import sys
 
 from omegaconf import OmegaConf
 
-from radgrpo.tracking.secrets import (REDACTED, RedactingStream, is_secret_name, redact_config, redact_files,
+from radgrpo.tracking.secrets import (REDACTED, RedactingStream, is_secret_name, redact_config, redact_files, scrub_argv,
                                       secret_values)
 
 
@@ -40,3 +41,21 @@ def test_files_and_console_are_scrubbed(tmp_path):
     stream = RedactingStream(sink, {"tok-123456"})
     stream.write("config: {'token': 'tok-123456'}\n")
     assert sink.getvalue() == f"config: {{'token': '{REDACTED}'}}\n"
+
+
+def test_a_capture_installed_on_the_scrubbed_stream_sees_redacted_text():
+    """wandb captures the console by replacing `sys.stdout.write` (its console_capture._patch), after
+    radgrpo scrubbed the stream when verl's trainer runs in the radgrpo process."""
+    from wandb.sdk.lib import console_capture
+
+    sink, captured = io.StringIO(), []
+    stream = RedactingStream(sink, {"tok-123456"})
+    console_capture._patch(stream, {0: lambda text, n: captured.append(text)})
+    print("token tok-123456", file=stream)
+    assert captured == [f"token {REDACTED}", "\n"] and sink.getvalue() == f"token {REDACTED}\n"
+
+
+def test_the_command_line_wandb_records_is_scrubbed(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["radgrpo", "logger=wandb", "+reward.server.token=tok-123456"])
+    scrub_argv({"tok-123456"})
+    assert sys.argv == ["radgrpo", "logger=wandb", f"+reward.server.token={REDACTED}"]
