@@ -14,7 +14,8 @@ as with stock verl (model-families.md lists where verl assumes Qwen):
 - padded batch merge: `extract_multi_modal_inputs` concatenates each key along dim 0; keys whose
   per-image patch dimension varies with the aspect ratio (LLaVA-OneVision's anyres patches,
   Phi-4-multimodal's crops) are padded to the micro-batch's largest first.
-- model-class patches: `ModelFamily.patch_model_classes` (Gemma3's `token_type_ids`).
+- model-class patches: `ModelFamily.patch_model_classes` (Gemma3's `token_type_ids`, Phi-4-MM's
+  bidirectional vision attention).
 """
 
 from __future__ import annotations

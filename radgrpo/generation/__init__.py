@@ -126,6 +126,7 @@ class HFGenerator:
         if family is not None:
             import transformers
 
+            family.patch_model_classes()  # compute what training computed (e.g. Phi-4-MM's vision attention)
             auto_cls = getattr(transformers, family.auto_class)
         else:
             auto_cls = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM

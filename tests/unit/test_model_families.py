@@ -107,6 +107,32 @@ def test_phi4_torchvision_free_processor_feeds_the_model_for_two_aspect_ratios(t
     assert type(reloaded.image_processor) is Phi4MultimodalImageProcessorPil and reloaded.chat_template
 
 
+def test_phi4_image_features_do_not_depend_on_the_other_images_of_the_batch():
+    """transformers' Phi-4-MM vision attention is causal under sdpa when no image of the batch has a
+    padded crop, bidirectional otherwise; the family's patch makes it bidirectional always, so a square
+    image's logits alone and beside a 2:1 image (padded crops) agree - as the hf rollout's batch and the
+    actor's micro-batch must. Without the patch: logits 0.63 apart here."""
+    from PIL import Image
+
+    family = get_family("phi4_multimodal")
+    model, processor = family.tiny_parts()  # builds the model after applying the family's patch
+    vision = [m for n, m in model.named_modules() if type(m).__name__ == "Phi4MultimodalVisionAttention"]
+    assert len(vision) == 2 and not any(m.is_causal for m in vision)
+    prompt = "<|user|><|image|>Where?<|end|><|assistant|>"
+    square = Image.fromarray(torch.randint(0, 256, (112, 112, 3), generator=torch.Generator().manual_seed(0),
+                                           dtype=torch.uint8).numpy())
+    alone = processor(text=[prompt], images=[square], return_tensors="pt")
+    pair = processor(text=[prompt, prompt], images=[square, Image.new("RGB", (112, 56), 90)], return_tensors="pt",
+                     padding=True)
+    assert alone["image_attention_mask"].all() and not pair["image_attention_mask"].all()
+    length = alone["input_ids"].shape[1]
+    assert torch.equal(pair["input_ids"][0, :length], alone["input_ids"][0])
+    with torch.no_grad():
+        by_itself = model(**alone).logits[0]
+        in_pair = model(**pair).logits[0, :length]
+    assert (by_itself - in_pair).abs().max() < 1e-4
+
+
 # where each family's language model lives, in its real architecture
 LANGUAGE_MODEL = {"qwen2_5_vl": "model.language_model.", "gemma3": "model.language_model.",
                   "llava_onevision": "model.language_model.", "phi4_multimodal": "model.layers."}

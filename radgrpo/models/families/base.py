@@ -87,7 +87,9 @@ class ModelFamily:
         return None
 
     def patch_model_classes(self) -> None:
-        """Class patches every process needs for this family's forward (e.g. Gemma3's token_type_ids)."""
+        """Class patches every process needs for this family's forward (Gemma3's token_type_ids, Phi-4-MM's
+        bidirectional vision attention); the plugin applies them in every verl process, generation
+        (radgrpo-eval) before it loads a model. Idempotent."""
 
     # ----- tiny model --------------------------------------------------------------------------
     def build_tiny(self, name: str, out: Path) -> None:

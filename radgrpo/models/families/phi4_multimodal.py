@@ -13,6 +13,14 @@ audio tower (unused here, cannot be removed), and a Phi-3-style language model l
   `image_attention_mask`).
 - The crop count varies with the aspect ratio: pixel values are zero-padded and the crop masks
   one-padded along dim 1, as the image processor itself pads within one call.
+- transformers' vision attention (`Phi4MultimodalVisionAttention`) sets `is_causal = True`, which
+  sdpa (and flash attention) honour whenever the tower's patch mask is None - i.e. when no image of
+  the batch has a padded crop: the tower then attends causally, and bidirectionally in a batch where
+  some image is padded (eager is always bidirectional). An image's features, and every log-prob after
+  them, depended on which other images shared its batch: the hf rollout's generation batch and the
+  actor's micro-batch differ, so rollout and actor log-probs differed by up to 0.2 at a token.
+  Phi-4's SigLIP tower is bidirectional (the remote-code model's flash attention runs it with
+  `causal=False`); `patch_model_classes` makes every tower built afterwards so.
 - vLLM serves only the remote-code `Phi4MMForCausalLM` layout, not this one: on GPUs this family
   trains with the hf rollout (see conf/model/phi4_multimodal.yaml and the README).
 """
@@ -141,6 +149,15 @@ class Phi4MultimodalProcessor(processing_phi4_multimodal.Phi4MultimodalProcessor
                 AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **kwargs)]
 
 
+def _bidirectional(init):
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.is_causal = False
+
+    __init__._radgrpo_bidirectional = True
+    return __init__
+
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<|image|>", "<|audio|>"]
 
 # Phi-4-multimodal's chat format (<|user|>...<|end|><|assistant|>), images as <|image|> placeholders
@@ -173,6 +190,14 @@ class Phi4MultimodalFamily(ModelFamily):
         return Phi4MultimodalProcessor
     vllm_serves = False
 
+    def patch_model_classes(self) -> None:
+        """Vision attention bidirectional whatever the batch (see the module docstring)."""
+        from transformers.models.phi4_multimodal import modeling_phi4_multimodal
+
+        attention = modeling_phi4_multimodal.Phi4MultimodalVisionAttention
+        if not getattr(attention.__init__, "_radgrpo_bidirectional", False):
+            attention.__init__ = _bidirectional(attention.__init__)
+
     def image_inputs(self, processor, images):
         inputs = dict(processor.image_processor(images=images, return_tensors="pt"))
         inputs.pop("num_img_tokens", None)
@@ -201,6 +226,7 @@ class Phi4MultimodalFamily(ModelFamily):
 
         from radgrpo.models.tiny import train_tokenizer
 
+        self.patch_model_classes()  # the warm start trains the tower as runs compute it
         torch.manual_seed(0)
         tokenizer = GPT2TokenizerFast(tokenizer_object=train_tokenizer(SPECIAL_TOKENS), bos_token="<|endoftext|>",
                                       eos_token="<|end|>", pad_token="<|endoftext|>", unk_token="<|endoftext|>",
