@@ -72,21 +72,40 @@ def _register_processors() -> None:
 
 def _install() -> None:
     global INSTALLED
-    from radgrpo.engine import cpu_platform, family_hooks, tracking_hooks, verl_fixes
-    from radgrpo.models.families import active_family
+    from radgrpo.engine import tracking_hooks, verl_fixes
 
     verl_fixes.install()
     from radgrpo.engine import reward_metrics  # noqa: F401  (per-component reward metrics, verl #2115)
     tracking_hooks.install()
     _register_processors()
-    if os.environ.get("VERL_PLATFORM", "").strip().lower() == cpu_platform.PLATFORM_NAME:
-        cpu_platform.install()
     from radgrpo.engine import trainable
 
     trainable.install()  # LoRA dropout, modules trained beside LoRA, freeze_vision_tower
     _register_hf_rollout()
-    family_hooks.install(active_family())
+    apply_environment()
     INSTALLED = True
+
+
+_APPLIED: set[str] = set()
+
+
+def apply_environment() -> None:
+    """Install the hooks this process's environment asks for (see the module docstring) that are not
+    installed yet. Runs when `import verl` loads the plugin; radgrpo's engine calls it again in the
+    driver once the run's environment is set, because the driver imported verl earlier (planning
+    validates the config with verl's classes) and then runs verl's trainer itself."""
+    from radgrpo.engine import cpu_platform, family_hooks, replay_poll
+    from radgrpo.models.families import active_family
+
+    if "platform" not in _APPLIED and os.environ.get("VERL_PLATFORM", "").strip().lower() == cpu_platform.PLATFORM_NAME:
+        cpu_platform.install()
+        _APPLIED.add("platform")
+    family = active_family()
+    if "family" not in _APPLIED and family is not None:
+        family_hooks.install(family)
+        _APPLIED.add("family")
+    if "replay_poll" not in _APPLIED and replay_poll.install():
+        _APPLIED.add("replay_poll")
 
 
 try:

@@ -17,6 +17,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from radgrpo.engine.replay_poll import POLL_ENV as REPLAY_POLL_ENV
+
+# a tiny CPU step generates in a fraction of a second; verl's trainer would look every 2 s
+CPU_REPLAY_POLL_S = "0.05"
+
 
 def process_env(device: str, family: str, metrics_path: Path, threads: int = 1) -> dict[str, str]:
     """Variables for the driver and every Ray worker of a run (`family`: model.family, which selects the
@@ -33,6 +38,7 @@ def process_env(device: str, family: str, metrics_path: Path, threads: int = 1) 
     if device == "cpu":
         env["VERL_PLATFORM"] = "cpu"
         env["VERL_ENGINE_DEVICE"] = "cuda"
+        env[REPLAY_POLL_ENV] = CPU_REPLAY_POLL_S
     return env
 
 
@@ -100,6 +106,7 @@ def run_verl(verl_cfg: DictConfig, env: dict[str, str]) -> None:
 
     if not plugin.INSTALLED:
         raise RuntimeError("radgrpo's verl plugin did not load; see the error printed above")
+    plugin.apply_environment()  # this process imported verl while planning, before `env` was set
     attach_env(verl_cfg, env)
     auto_set_device(verl_cfg)
     try:
