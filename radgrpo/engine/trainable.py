@@ -12,8 +12,9 @@ installed 0.9.1 source, three things a radiology recipe needs are missing, and t
   policy (verl computes it as the actor with the adapter disabled) sees their initial weights.
 
 Installed by the plugin in every process; a config that asks for none of this changes nothing. The
-family-specific parts are the vision-tower lookup (`VISION_TOWER_NAMES`) and, at planning, the
-family's `vision_linear_samples` (radgrpo.models.families).
+family-specific parts come from the run's model family (radgrpo.models.families): the vision tower's
+class (what freeze_vision_tower freezes) and, at planning, its `vision_linear_samples`; the peft options'
+`exclude_modules` regexes come from its `vision_modules` (config resolver `lora_exclude`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from radgrpo.engine.after_import import when_imported
-
-# Attribute names of the vision encoder in transformers' VLM classes (Qwen2/2.5-VL: `visual`; Gemma3,
-# LLaVA-OneVision: `vision_tower`; others `vision_model`). The shallowest module so named is the tower.
-VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model")
-
 
 @dataclass(frozen=True)
 class TrainableSpec:
@@ -56,12 +52,13 @@ class TrainableSpec:
         return self.freeze_vision_tower or self.lora_dropout > 0 or bool(self.trainable_modules)
 
 
-def vision_tower_prefixes(module) -> list[str]:
-    """Qualified names of the vision encoder(s) in `module` (a transformers model, maybe peft-wrapped)."""
+def vision_tower_prefixes(module, tower_class: str) -> list[str]:
+    """Qualified names of the vision tower(s) in `module` (a transformers model, maybe peft-wrapped): the
+    shallowest modules of class `tower_class` (the family's `vision_tower`, e.g. Qwen2.5-VL's `model.visual`,
+    Phi-4-MM's `model.embed_tokens_extend.image_embed.img_processor`)."""
     found: list[str] = []
-    for name, _ in module.named_modules():
-        leaf = name.rsplit(".", 1)[-1]
-        if leaf in VISION_TOWER_NAMES and not any(name.startswith(p + ".") for p in found):
+    for name, sub in module.named_modules():
+        if type(sub).__name__ == tower_class and not any(name.startswith(p + ".") for p in found):
             found.append(name)
     return found
 
@@ -70,8 +67,9 @@ def _in_prefixes(name: str, prefixes: Iterable[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def apply_spec(module, spec: TrainableSpec) -> dict[str, int]:
-    """Set requires_grad / LoRA dropout on `module` (before FSDP wraps it); returns parameter counts."""
+def apply_spec(module, spec: TrainableSpec, family=None) -> dict[str, int]:
+    """Set requires_grad / LoRA dropout on `module` (before FSDP wraps it); returns parameter counts.
+    `family` (radgrpo.models.families, the run's) names the vision tower freeze_vision_tower freezes."""
     import torch
 
     if spec.lora_dropout > 0:
@@ -84,10 +82,13 @@ def apply_spec(module, spec: TrainableSpec) -> dict[str, int]:
         for config in (getattr(module, "peft_config", None) or {}).values():
             config.lora_dropout = spec.lora_dropout  # saved adapters and the rollout's copy say so too
     if spec.freeze_vision_tower:
-        towers = vision_tower_prefixes(module)
+        if family is None:
+            raise ValueError("actor.freeze_vision_tower=true needs the run's model family (RADGRPO_MODEL_FAMILY)")
+        tower_class = family.vision_tower[1]
+        towers = vision_tower_prefixes(module, tower_class)
         if not towers:
-            raise ValueError("actor.freeze_vision_tower=true but the model has no vision tower "
-                             f"(looked for modules named {', '.join(VISION_TOWER_NAMES)})")
+            raise ValueError(f"actor.freeze_vision_tower=true but the model has no vision tower "
+                             f"(no module of class {tower_class}, model family {family.name})")
         for name, param in module.named_parameters():
             if _in_prefixes(name, towers):
                 param.requires_grad_(False)
@@ -156,7 +157,9 @@ def _wrap_build_fsdp_module(original):
     def _build_fsdp_module(self, module):
         spec = _ACTIVE
         if spec is not None and spec.active and not self.engine_config.forward_only:
-            counts = apply_spec(module, spec)
+            from radgrpo.models.families import active_family
+
+            counts = apply_spec(module, spec, active_family())
             if self.rank == 0:
                 print(f"radgrpo: {counts['trainable']:,} of {counts['total']:,} parameters train ({spec})")
         wrapped = original(self, module)

@@ -146,34 +146,43 @@ def _meta_model(family):
         return getattr(transformers, family.model_class)(transformers.AutoConfig.for_model(family.model_type))
 
 
-def _lora_config(option):
-    from omegaconf import OmegaConf
+def _lora_config(option, name, model):
+    """peft's LoraConfig for peft option `option` in a run of family `name`, with `all-linear` expanded
+    on `model` as peft does when it wraps a model."""
     from peft import LoraConfig
+    from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
 
-    from ..conftest import CONF_DIR
+    from .test_peft import peft_keys
 
-    keys = OmegaConf.load(CONF_DIR / "peft" / f"{option}.yaml").verl.actor_rollout_ref.model
+    keys = peft_keys(option, name)
     target = keys.target_modules if isinstance(keys.target_modules, str) else list(keys.target_modules)
-    return LoraConfig(r=keys.lora_rank, target_modules=target, exclude_modules=keys.exclude_modules), keys
+    config = LoraConfig(r=keys.lora_rank, target_modules=target, exclude_modules=keys.exclude_modules)
+    return _maybe_include_all_linear_layers(config, model), keys
+
+
+def _under(name, prefixes):
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_family_vision_samples_and_the_lora_options_fit_its_real_layout(name):
-    """Each family's vision_linear_samples are linear layers of its real architecture; peft's own
-    matching of `peft=lora` adapts the language model's projections only (which planning's
-    lora_reaches_vision agrees with), and planning sees that `peft=lora_vision_lm_head` reaches the
-    vision side."""
+    """Each family's vision_linear_samples are linear layers of its real architecture, inside its
+    vision_modules; peft's own matching of `peft=lora` adapts the language model's projections only
+    (which planning's lora_reaches_vision agrees with), `peft=lora_vision_lm_head` every linear layer of
+    the vision side and nothing else (not Phi-4-MM's language model or audio tower), and
+    `peft=freeze_vision` finds one tower, inside the vision side."""
     from peft.tuners.tuners_utils import check_target_module_exists
 
-    from radgrpo.engine.trainable import lora_reaches_vision
+    from radgrpo.engine.trainable import lora_reaches_vision, vision_tower_prefixes
 
     family = get_family(name)
     model = _meta_model(family)
     modules = dict(model.named_modules())
     assert all(isinstance(modules.get(s), torch.nn.Linear) for s in family.vision_linear_samples)
+    assert all(_under(s, family.vision_modules) for s in family.vision_linear_samples)
     linear = [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)]
 
-    config, keys = _lora_config("lora")
+    config, keys = _lora_config("lora", name, model)
     adapted = [n for n in linear if check_target_module_exists(config, n)]
     assert adapted and all(n.startswith(LANGUAGE_MODEL[name]) for n in adapted), adapted[:5]
     assert not any(check_target_module_exists(config, s) for s in family.vision_linear_samples)
@@ -183,5 +192,55 @@ def test_family_vision_samples_and_the_lora_options_fit_its_real_layout(name):
     projections = [n for n in linear if n.startswith(first)]
     assert projections and set(projections) <= set(adapted)
 
-    _, keys = _lora_config("lora_vision_lm_head")  # all-linear (peft expands it when it wraps a model)
+    config, keys = _lora_config("lora_vision_lm_head", name, model)
     assert lora_reaches_vision(name, keys.target_modules, keys.exclude_modules)
+    adapted = {n for n in linear if check_target_module_exists(config, n)}
+    vision_linear = {n for n in linear if _under(n, family.vision_modules)}
+    assert vision_linear and adapted == vision_linear, sorted(adapted ^ vision_linear)[:5]
+
+    (tower,) = vision_tower_prefixes(model, family.vision_tower[1])
+    assert _under(tower, family.vision_modules) and tower == VISION_TOWER[name]
+
+
+# where each family's vision tower (what peft=freeze_vision freezes) lives, in its real architecture
+VISION_TOWER = {"qwen2_5_vl": "model.visual", "gemma3": "model.vision_tower", "llava_onevision": "model.vision_tower",
+                "phi4_multimodal": "model.embed_tokens_extend.image_embed.img_processor"}
+
+
+def test_phi4_lora_options_and_freezing_on_the_tiny_model():
+    """On the tiny Phi-4-MM (its real classes, built offline): `lora_vision_lm_head` adapts the image
+    tower and projection only - no adapter on the language model or the audio tower - and
+    `freeze_vision` freezes exactly the image tower (img_processor); `lora` adapts neither tower."""
+    from peft import LoraConfig, get_peft_model
+
+    from radgrpo.engine import trainable
+
+    from .test_peft import peft_keys
+
+    family = get_family("phi4_multimodal")
+    audio, image = "model.embed_tokens_extend.audio_embed.", "model.embed_tokens_extend.image_embed."
+    model, _ = family.tiny_parts()
+    keys = peft_keys("lora_vision_lm_head", family.name)
+    vision_lora = get_peft_model(model, LoraConfig(r=keys.lora_rank, target_modules=keys.target_modules,
+                                                   exclude_modules=keys.exclude_modules))
+    trainable.apply_spec(vision_lora, trainable.TrainableSpec(trainable_modules=tuple(keys.lora.trainable_modules)))
+    trained = [n.removeprefix("base_model.model.") for n, p in vision_lora.named_parameters() if p.requires_grad]
+    assert any(n.startswith(image + "img_processor.encoder.layers.0.self_attn.qkv") or
+               n.startswith(image + "img_processor.encoder.layers.0.self_attn.q_proj.lora_A") for n in trained)
+    assert any(n.startswith(image + "img_projection_up.lora_A") for n in trained)
+    assert all((".lora_" in n and n.startswith(image)) or n == "lm_head.weight" for n in trained), trained[:5]
+    assert not any(".lora_" in n and n.startswith(audio) for n, _ in vision_lora.named_parameters())
+
+    model, _ = family.tiny_parts()
+    trainable.apply_spec(model, trainable.TrainableSpec(freeze_vision_tower=True), family)
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen and all(n.startswith(image + "img_processor.") for n in frozen)
+    assert len(frozen) == len([n for n, _ in model.named_parameters() if n.startswith(image + "img_processor.")])
+
+    model, _ = family.tiny_parts()
+    keys = peft_keys("lora", family.name)
+    language_lora = get_peft_model(model, LoraConfig(r=keys.lora_rank, target_modules=list(keys.target_modules),
+                                                     exclude_modules=keys.exclude_modules))
+    adapted = {n.split(".lora_A")[0].removeprefix("base_model.model.") for n, _ in language_lora.named_parameters()
+               if ".lora_A." in n}
+    assert adapted and all(n.startswith("model.layers.") for n in adapted), sorted(adapted)[:5]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from radgrpo.engine import trainable
+from radgrpo.models.families import get_family
 from radgrpo.runs.plan import ConfigError, plan_run
 
 from .test_config_tree import compose_train
@@ -99,14 +100,21 @@ def _tiny(path):
     return AutoModelForImageTextToText.from_pretrained(path, torch_dtype=torch.float32)
 
 
-def _peft_from_yaml(model, option):
-    """What verl's FSDP engine builds for a peft option (transformer_impl._build_lora_module)."""
+def peft_keys(option: str, family: str):
+    """The peft option's verl model keys, resolved for a run of `family` (exclude_modules comes from it)."""
     from omegaconf import OmegaConf
-    from peft import LoraConfig, TaskType, get_peft_model
 
     from ..conftest import CONF_DIR
 
-    keys = OmegaConf.load(CONF_DIR / "peft" / f"{option}.yaml").verl.actor_rollout_ref.model
+    cfg = OmegaConf.create({"model": {"family": family}, "peft": OmegaConf.load(CONF_DIR / "peft" / f"{option}.yaml")})
+    return cfg.peft.verl.actor_rollout_ref.model
+
+
+def _peft_from_yaml(model, option, family="qwen2_5_vl"):
+    """What verl's FSDP engine builds for a peft option (transformer_impl._build_lora_module)."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    keys = peft_keys(option, family)
     target = keys.target_modules if isinstance(keys.target_modules, str) else list(keys.target_modules)
     config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=keys.lora_rank, lora_alpha=keys.lora_alpha,
                         target_modules=target, exclude_modules=keys.exclude_modules, bias="none")
@@ -115,8 +123,9 @@ def _peft_from_yaml(model, option):
 
 def test_freeze_vision_tower_freezes_exactly_the_tower(tiny_path):
     model = _tiny(tiny_path)
-    assert trainable.vision_tower_prefixes(model) == ["model.visual"]
-    trainable.apply_spec(model, trainable.TrainableSpec(freeze_vision_tower=True))
+    family = get_family("qwen2_5_vl")
+    assert trainable.vision_tower_prefixes(model, family.vision_tower[1]) == ["model.visual"]
+    trainable.apply_spec(model, trainable.TrainableSpec(freeze_vision_tower=True), family)
     for name, param in model.named_parameters():
         assert param.requires_grad is (not name.startswith("model.visual.")), name
 

@@ -33,8 +33,14 @@ class ModelFamily:
     end_of_turn: ClassVar[str]
     #: whether verl's own `hf_processor` recognises this processor class
     verl_knows_processor: ClassVar[bool] = False
-    #: (module, class) of the vision tower whose forward the vision trace records
+    #: (module, class) of the vision tower: the vision trace records its forward, and `peft=freeze_vision`
+    #: (actor.freeze_vision_tower) freezes every module of this class
     vision_tower: ClassVar[tuple[str, str]]
+    #: qualified-name prefixes (in the full model) of the vision side - tower and projector: the only
+    #: modules `peft=lora_vision_lm_head` adapts, and modules `peft=lora` leaves alone (lora_exclude)
+    vision_modules: ClassVar[tuple[str, ...]]
+    #: prefixes of towers for inputs radgrpo never feeds (Phi-4-MM's audio): no LoRA option adapts them
+    unfed_modules: ClassVar[tuple[str, ...]] = ()
     #: qualified names (in the full model) of a few linear layers inside the vision tower and its
     #: projector, so planning can tell from LoRA target/exclude patterns alone whether an adapter would
     #: reach the vision side (vLLM cannot serve that); a unit test finds each in the tiny model
@@ -46,6 +52,22 @@ class ModelFamily:
     vllm_serves: ClassVar[bool] = True
     #: tiny-model names this family builds (see radgrpo.models.tiny)
     tiny_models: ClassVar[tuple[str, ...]] = ()
+
+    # ----- which modules train ------------------------------------------------------------------
+    def lora_exclude(self, adapted: str) -> str:
+        """peft's `exclude_modules` regex (a full match on a module's qualified name) that confines LoRA
+        to the language model (`adapted="language_model"`: excludes the vision side and unfed towers) or
+        to the vision side (`adapted="vision"`: excludes every module outside `vision_modules`)."""
+        import re
+
+        def under(prefixes):
+            return "(?:" + "|".join(re.escape(p) for p in prefixes) + ")"
+
+        if adapted == "language_model":
+            return under(self.vision_modules + self.unfed_modules) + r"\..*"
+        if adapted == "vision":
+            return "(?!" + under(self.vision_modules) + r"\.).*"
+        raise ValueError(f"lora_exclude: adapted must be 'language_model' or 'vision', not {adapted!r}")
 
     # ----- processor ---------------------------------------------------------------------------
     def torchvision_free_processor(self) -> type | None:

@@ -59,6 +59,7 @@ class Gemma3Family(ModelFamily):
     suppress_tokens = (BOI, EOI, IMAGE)
     end_of_turn = "<end_of_turn>"
     vision_tower = ("transformers.models.siglip.modeling_siglip", "SiglipVisionModel")
+    vision_modules = ("model.vision_tower", "model.multi_modal_projector")
     # (the projector is a bare parameter, mm_input_projection_weight: no linear layer to adapt)
     vision_linear_samples = ("model.vision_tower.encoder.layers.0.self_attn.q_proj",
                              "model.vision_tower.encoder.layers.0.self_attn.out_proj",

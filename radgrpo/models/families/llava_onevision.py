@@ -70,6 +70,7 @@ class LlavaOnevisionFamily(ModelFamily):
     end_of_turn = "<|im_end|>"
     vision_tower = ("transformers.models.siglip.modeling_siglip", "SiglipVisionModel")
     padded_keys = {"pixel_values": 0.0}
+    vision_modules = ("model.vision_tower", "model.multi_modal_projector")
     vision_linear_samples = ("model.vision_tower.encoder.layers.0.self_attn.q_proj",
                              "model.vision_tower.encoder.layers.0.mlp.fc1", "model.multi_modal_projector.linear_1")
     tiny_models = ("tiny_llava_onevision",)

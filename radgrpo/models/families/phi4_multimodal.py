@@ -181,6 +181,10 @@ class Phi4MultimodalFamily(ModelFamily):
     end_of_turn = "<|end|>"
     vision_tower = ("transformers.models.phi4_multimodal.modeling_phi4_multimodal", "Phi4MultimodalVisionModel")
     padded_keys = {"image_pixel_values": 0.0, "image_attention_mask": 1.0}
+    # the tower (img_processor) with its projection (img_projection_up/down) and separators; the audio
+    # tower beside it is never fed
+    vision_modules = ("model.embed_tokens_extend.image_embed",)
+    unfed_modules = ("model.embed_tokens_extend.audio_embed",)
     vision_linear_samples = ("model.embed_tokens_extend.image_embed.img_processor.encoder.layers.0.self_attn.q_proj",
                              "model.embed_tokens_extend.image_embed.img_processor.encoder.layers.0.mlp.fc1",
                              "model.embed_tokens_extend.image_embed.img_projection_up")

@@ -73,6 +73,7 @@ class Qwen2_5_VLFamily(ModelFamily):  # noqa: N801
     end_of_turn = "<|im_end|>"
     verl_knows_processor = True
     vision_tower = ("transformers.models.qwen2_5_vl.modeling_qwen2_5_vl", "Qwen2_5_VisionTransformerPretrainedModel")
+    vision_modules = ("model.visual",)  # the merger (projector) is inside
     vision_linear_samples = ("model.visual.blocks.0.attn.qkv", "model.visual.blocks.0.mlp.gate_proj",
                              "model.visual.merger.mlp.0")
     tiny_models = ("tiny_qwen2_5_vl",)
