@@ -6,9 +6,10 @@ actor agreeing on log-probs, image tokens observed in the rollout prompt and in 
 both aspect ratios in one actor micro-batch, a checkpoint whose processor reloads, and the full-weight
 export round trip (radgrpo-export, plain transformers, generation, logits within 1e-4 of the actor).
 
-Qwen2.5-VL's run trains with the vision tower frozen (peft=freeze_vision): the one full-weight Qwen run
-of the suite then also proves the freezing and radgrpo-eval on a run folder (LoRA runs:
-test_peft_runs.py; unfrozen full Qwen training: test_default_run.py).
+Qwen2.5-VL's and Phi-4-multimodal's runs train with the vision tower frozen (peft=freeze_vision): they
+also prove the freezing with each family's tower; the one full-weight Qwen run of the suite also proves
+radgrpo-eval on a run folder (LoRA runs: test_peft_runs.py; unfrozen full Qwen training:
+test_default_run.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def check_training(run_dir, summary):
     assert summary["status"] == "completed" and summary["steps_completed"] >= 2
     steps = [s["data"] for s in load_metrics(run_dir) if "actor/pg_loss" in s["data"]]
     assert len(steps) >= 2
+    print(f"{run_dir.name}: rollout_probs_diff_mean {[s['training/rollout_probs_diff_mean'] for s in steps]}, "
+          f"max {[s.get('training/rollout_probs_diff_max') for s in steps]}, grad_norm {[s['actor/grad_norm'] for s in steps]}")
     for step in steps:
         assert math.isfinite(step["actor/pg_loss"])
         assert step["training/rollout_probs_diff_mean"] < 1e-3, step["training/rollout_probs_diff_mean"]
@@ -94,13 +97,19 @@ def check_full_export(family, run_dir):
     assert gap < 1e-4
 
 
-def check_frozen_vision(family, run_dir):
+# (vision tower, language model layers) in each family's tiny model, for the peft=freeze_vision runs
+FROZEN_TOWER = {"qwen2_5_vl": ("model.visual.", "model.language_model.layers."),
+                "phi4_multimodal": ("model.embed_tokens_extend.image_embed.img_processor.", "model.layers.")}
+
+
+def check_frozen_vision(name, family, run_dir):
     state = load_full_state_dict(find_actor_dir(run_dir))
     base = base_state(family)
     assert set(state) == set(base)
-    vision = [k for k in state if k.startswith("model.visual.")]
+    tower, language_model = FROZEN_TOWER[name]
+    vision = [k for k in state if k.startswith(tower)]
     assert vision and all(torch.equal(state[k], base[k]) for k in vision)
-    language = [k for k in state if k.startswith("model.language_model.layers.") and k.endswith("proj.weight")]
+    language = [k for k in state if k.startswith(language_model) and k.endswith("proj.weight")]
     assert language and all(not torch.equal(state[k], base[k]) for k in language)
 
 
@@ -167,11 +176,12 @@ def check_checkpoint_evaluation(run_dir) -> None:
     ("gemma3", {4}, None, []),
     # anyres: 5 patches / 88 tokens (square) vs 3 patches / 52 tokens (2:1), padded to merge
     ("llava_onevision", {88, 52}, "pixel_values", []),
-    # one global view + one 448 px crop each; padding rows of the wide image are masked: 545 vs 409 tokens
-    ("phi4_multimodal", {545, 409}, None, []),
+    # one global view + one 448 px crop each; padding rows of the wide image are masked: 545 vs 409 tokens;
+    # its image tower (img_processor) frozen
+    ("phi4_multimodal", {545, 409}, None, ["peft=freeze_vision", LR]),
 ])
 def test_family_trains_through_verl_and_exports(family, image_tokens, varying_key, extra, tmp_path):
-    family = FAMILIES[family]
+    name, family = family, FAMILIES[family]
     trace = tmp_path / "trace"
     run_dir, summary = train(family, tmp_path, *extra, trace=trace)
     check_training(run_dir, summary)
@@ -179,5 +189,6 @@ def test_family_trains_through_verl_and_exports(family, image_tokens, varying_ke
     check_checkpoint_processor(run_dir, family.processor_class)
     check_full_export(family, run_dir)
     if "peft=freeze_vision" in extra:
-        check_frozen_vision(family, run_dir)
+        check_frozen_vision(name, family, run_dir)
+    if name == "qwen2_5_vl":
         check_checkpoint_evaluation(run_dir)

@@ -82,6 +82,11 @@ def check_lora_run(name: str, run_dir: Path, tmp_path: Path, as_adapter: bool) -
     assert {k.split(".lora_B.")[0].rsplit(".", 1)[-1] for k in lora_b} == LORA_TARGETS[name]
     assert not any(VISION_SIDE.search(k) for k in lora_b), [k for k in lora_b if VISION_SIDE.search(k)][:3]
     assert all(v.abs().max() > 0 for v in lora_b.values())  # B starts at zero: every adapter trained
+    base = base_state(family)
+    frozen = {_plain(k): v for k, v in state.items() if "lora_" not in k}
+    assert set(frozen) == set(base)  # every other tensor (vision side, Phi-4-MM's audio) bit-identical
+    changed = [k for k, v in frozen.items() if not torch.equal(v, base[k])]
+    assert changed == [], changed[:5]
 
     merged, own_gap = export(run_dir)
     gap = round_trip(family, run_dir, merged)
@@ -89,7 +94,6 @@ def check_lora_run(name: str, run_dir: Path, tmp_path: Path, as_adapter: bool) -
     assert gap < 1e-4
     import transformers
 
-    base = base_state(family)
     exported = getattr(transformers, family.auto_class).from_pretrained(merged, dtype=torch.float32).state_dict()
     adapted = _plain(next(iter(lora_b)).split(".lora_B.")[0]) + ".weight"
     assert not torch.equal(exported[adapted], base[adapted])  # the adapter is in the merged weights

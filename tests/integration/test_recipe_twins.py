@@ -156,7 +156,9 @@ REWARD_TERMS = {"chexpo_v2": ["r1v_acc", "kg_jaccard"], "medgemma_mcqa": ["medge
 LORA = {"M.lora_rank": 16, "M.lora_alpha": 32}
 PRESET_KEYS = {
     "chexpo_v2": {"ACT.optim.lr": 6e-5, "ACT.kl_loss_coef": 0.5, "ACT.use_kl_loss": True, **LORA,
-                  "M.target_modules": "all-linear", "M.exclude_modules": r".*\.language_model\..*"},
+                  "M.target_modules": "all-linear",
+                  # LoRA on the image side only: not on the language model or the audio tower
+                  "M.exclude_modules": r"(?!(?:model\.embed_tokens_extend\.image_embed)\.).*"},
     "medgemma_mcqa": {"ACT.use_kl_loss": False, "data.max_response_length": 128, **LORA},
     "radvlm_grpo_grounding": {"data.filter_overlong_prompts": False, "data.image_key": "images", "M.lora_rank": 0},
     "radvlm_grpo_report": {"data.filter_overlong_prompts": False, "M.lora_rank": 0},
