@@ -13,10 +13,6 @@ several prepared datasets.
 
 `${floordiv:a,b}` is a // b for sizes derived from another size (DAPO's overlong buffer is a fifth
 of the response budget).
-
-`${lora_exclude:${model.family},language_model}` / `...,vision}` is peft's `exclude_modules` regex that
-confines LoRA to the family's language model / vision side (ModelFamily.lora_exclude: the family's own
-module names).
 """
 
 from __future__ import annotations
@@ -44,12 +40,3 @@ OmegaConf.register_new_resolver("each", _each, replace=True)
 
 
 OmegaConf.register_new_resolver("floordiv", lambda a, b: int(a) // int(b), replace=True)
-
-
-def _lora_exclude(family: str, adapted: str) -> str:
-    from radgrpo.models.families import get_family
-
-    return get_family(str(family)).lora_exclude(str(adapted))
-
-
-OmegaConf.register_new_resolver("lora_exclude", _lora_exclude, replace=True)

@@ -14,7 +14,7 @@ installed 0.9.1 source, three things a radiology recipe needs are missing, and t
 Installed by the plugin in every process; a config that asks for none of this changes nothing. The
 family-specific parts come from the run's model family (radgrpo.models.families): the vision tower's
 class (what freeze_vision_tower freezes) and, at planning, its `vision_linear_samples`; the peft options'
-`exclude_modules` regexes come from its `vision_modules` (config resolver `lora_exclude`).
+`exclude_modules` regexes come from its `vision_modules` (verl_config.group_keys, `peft.lora_scope`).
 """
 
 from __future__ import annotations

@@ -244,7 +244,7 @@ def build_verl_config(rcfg: DictConfig, *, device: str, computed: dict[str, Any]
     """Layer the groups' mappings, the device profile, computed keys and user keys onto verl's config;
     every group's and the user's keys are checked first (check_verl_keys, check_owned_keys)."""
     groups = [group for group in GROUPS_WITH_VERL_KEYS if group in rcfg]
-    layers = [(f"{group}.verl", flatten(rcfg[group].get("verl", {}))) for group in groups]
+    layers = [(f"{group}.verl", group_keys(rcfg, group)) for group in groups]
     user = flatten(rcfg.get("verl", {}))
     for source, keys in [*layers, ("verl", user)]:
         check_verl_keys(keys, source, computed)
@@ -256,6 +256,20 @@ def build_verl_config(rcfg: DictConfig, *, device: str, computed: dict[str, Any]
     apply(cfg, computed)
     apply(cfg, user)
     return cfg
+
+
+def group_keys(rcfg: DictConfig, group: str) -> dict[str, Any]:
+    """A group option's verl keys, flattened. The `peft` option's `lora_scope` (`language_model` or
+    `vision`) adds verl's `exclude_modules`: the regex that confines LoRA to that side of the model,
+    from the model family's module names (ModelFamily.lora_exclude) - unless the option sets it itself."""
+    keys = flatten(rcfg[group].get("verl", {}))
+    scope = rcfg[group].get("lora_scope") if group == "peft" else None
+    if scope:
+        from radgrpo.models.families import get_family
+
+        keys.setdefault("actor_rollout_ref.model.exclude_modules",
+                        get_family(str(rcfg.model.family)).lora_exclude(str(scope)))
+    return keys
 
 
 _OPTION_REFERENCE = re.compile(r"^\$\{([\w.]+)\}$")

@@ -146,7 +146,7 @@ def _meta_model(family):
         return getattr(transformers, family.model_class)(transformers.AutoConfig.for_model(family.model_type))
 
 
-def _lora_config(option, name, model):
+def _lora_config(option, name, model, tmp_path):
     """peft's LoraConfig for peft option `option` in a run of family `name`, with `all-linear` expanded
     on `model` as peft does when it wraps a model."""
     from peft import LoraConfig
@@ -154,7 +154,7 @@ def _lora_config(option, name, model):
 
     from .test_peft import peft_keys
 
-    keys = peft_keys(option, name)
+    keys = peft_keys(option, name, tmp_path)
     target = keys.target_modules if isinstance(keys.target_modules, str) else list(keys.target_modules)
     config = LoraConfig(r=keys.lora_rank, target_modules=target, exclude_modules=keys.exclude_modules)
     return _maybe_include_all_linear_layers(config, model), keys
@@ -165,7 +165,7 @@ def _under(name, prefixes):
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_family_vision_samples_and_the_lora_options_fit_its_real_layout(name):
+def test_family_vision_samples_and_the_lora_options_fit_its_real_layout(name, tmp_path):
     """Each family's vision_linear_samples are linear layers of its real architecture, inside its
     vision_modules; peft's own matching of `peft=lora` adapts the language model's projections only
     (which planning's lora_reaches_vision agrees with), `peft=lora_vision_lm_head` every linear layer of
@@ -182,7 +182,7 @@ def test_family_vision_samples_and_the_lora_options_fit_its_real_layout(name):
     assert all(_under(s, family.vision_modules) for s in family.vision_linear_samples)
     linear = [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)]
 
-    config, keys = _lora_config("lora", name, model)
+    config, keys = _lora_config("lora", name, model, tmp_path)
     adapted = [n for n in linear if check_target_module_exists(config, n)]
     assert adapted and all(n.startswith(LANGUAGE_MODEL[name]) for n in adapted), adapted[:5]
     assert not any(check_target_module_exists(config, s) for s in family.vision_linear_samples)
@@ -192,7 +192,7 @@ def test_family_vision_samples_and_the_lora_options_fit_its_real_layout(name):
     projections = [n for n in linear if n.startswith(first)]
     assert projections and set(projections) <= set(adapted)
 
-    config, keys = _lora_config("lora_vision_lm_head", name, model)
+    config, keys = _lora_config("lora_vision_lm_head", name, model, tmp_path)
     assert lora_reaches_vision(name, keys.target_modules, keys.exclude_modules)
     adapted = {n for n in linear if check_target_module_exists(config, n)}
     vision_linear = {n for n in linear if _under(n, family.vision_modules)}
@@ -207,7 +207,7 @@ VISION_TOWER = {"qwen2_5_vl": "model.visual", "gemma3": "model.vision_tower", "l
                 "phi4_multimodal": "model.embed_tokens_extend.image_embed.img_processor"}
 
 
-def test_phi4_lora_options_and_freezing_on_the_tiny_model():
+def test_phi4_lora_options_and_freezing_on_the_tiny_model(tmp_path):
     """On the tiny Phi-4-MM (its real classes, built offline): `lora_vision_lm_head` adapts the image
     tower and projection only - no adapter on the language model or the audio tower - and
     `freeze_vision` freezes exactly the image tower (img_processor); `lora` adapts neither tower."""
@@ -220,7 +220,7 @@ def test_phi4_lora_options_and_freezing_on_the_tiny_model():
     family = get_family("phi4_multimodal")
     audio, image = "model.embed_tokens_extend.audio_embed.", "model.embed_tokens_extend.image_embed."
     model, _ = family.tiny_parts()
-    keys = peft_keys("lora_vision_lm_head", family.name)
+    keys = peft_keys("lora_vision_lm_head", family.name, tmp_path)
     vision_lora = get_peft_model(model, LoraConfig(r=keys.lora_rank, target_modules=keys.target_modules,
                                                    exclude_modules=keys.exclude_modules))
     trainable.apply_spec(vision_lora, trainable.TrainableSpec(trainable_modules=tuple(keys.lora.trainable_modules)))
@@ -238,7 +238,7 @@ def test_phi4_lora_options_and_freezing_on_the_tiny_model():
     assert len(frozen) == len([n for n, _ in model.named_parameters() if n.startswith(image + "img_processor.")])
 
     model, _ = family.tiny_parts()
-    keys = peft_keys("lora", family.name)
+    keys = peft_keys("lora", family.name, tmp_path)
     language_lora = get_peft_model(model, LoraConfig(r=keys.lora_rank, target_modules=list(keys.target_modules),
                                                      exclude_modules=keys.exclude_modules))
     adapted = {n.split(".lora_A")[0].removeprefix("base_model.model.") for n, _ in language_lora.named_parameters()

@@ -100,21 +100,25 @@ def _tiny(path):
     return AutoModelForImageTextToText.from_pretrained(path, torch_dtype=torch.float32)
 
 
-def peft_keys(option: str, family: str):
-    """The peft option's verl model keys, resolved for a run of `family` (exclude_modules comes from it)."""
+def peft_keys(option: str, family: str, tmp_path):
+    """verl's `actor_rollout_ref.model` keys of peft option `option` in a run of `family`'s tiny model, as
+    planning layers them (exclude_modules derived from the family's module names)."""
     from omegaconf import OmegaConf
 
-    from ..conftest import CONF_DIR
+    from radgrpo.engine.verl_config import group_keys
 
-    cfg = OmegaConf.create({"model": {"family": family}, "peft": OmegaConf.load(CONF_DIR / "peft" / f"{option}.yaml")})
-    return cfg.peft.verl.actor_rollout_ref.model
+    cfg = compose_train([f"model={get_family(family).tiny_models[0]}", f"peft={option}"], tmp_path)
+    nested = OmegaConf.create()
+    for key, value in group_keys(cfg, "peft").items():
+        OmegaConf.update(nested, key, value, force_add=True)
+    return nested.actor_rollout_ref.model
 
 
-def _peft_from_yaml(model, option, family="qwen2_5_vl"):
+def _peft_from_yaml(model, option, tmp_path, family="qwen2_5_vl"):
     """What verl's FSDP engine builds for a peft option (transformer_impl._build_lora_module)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    keys = peft_keys(option, family)
+    keys = peft_keys(option, family, tmp_path)
     target = keys.target_modules if isinstance(keys.target_modules, str) else list(keys.target_modules)
     config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=keys.lora_rank, lora_alpha=keys.lora_alpha,
                         target_modules=target, exclude_modules=keys.exclude_modules, bias="none")
@@ -130,8 +134,8 @@ def test_freeze_vision_tower_freezes_exactly_the_tower(tiny_path):
         assert param.requires_grad is (not name.startswith("model.visual.")), name
 
 
-def test_seed_003_trains_vision_lora_and_lm_head_only(tiny_path):
-    model, keys = _peft_from_yaml(_tiny(tiny_path), "lora_vision_lm_head")
+def test_seed_003_trains_vision_lora_and_lm_head_only(tiny_path, tmp_path):
+    model, keys = _peft_from_yaml(_tiny(tiny_path), "lora_vision_lm_head", tmp_path)
     spec = trainable.TrainableSpec(lora_dropout=float(keys.lora.dropout), trainable_modules=tuple(keys.lora.trainable_modules))
     counts = trainable.apply_spec(model, spec)
     trained = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -147,14 +151,14 @@ def test_seed_003_trains_vision_lora_and_lm_head_only(tiny_path):
     assert model.peft_config["default"].lora_dropout == 0.05
 
 
-def test_seed_004_lora_leaves_the_vision_tower_alone(tiny_path):
-    model, _ = _peft_from_yaml(_tiny(tiny_path), "lora")
+def test_seed_004_lora_leaves_the_vision_tower_alone(tiny_path, tmp_path):
+    model, _ = _peft_from_yaml(_tiny(tiny_path), "lora", tmp_path)
     adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in model.named_parameters() if ".lora_A." in n}
     assert adapted and not any(".visual." in n for n in adapted)
     assert {n.rsplit(".", 1)[-1] for n in adapted} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
-def test_hf_rollout_serves_the_adapter_verl_sends(tiny_path):
+def test_hf_rollout_serves_the_adapter_verl_sends(tiny_path, tmp_path):
     """verl's adapter sync (merge=false): base weights first (`base_layer` names), then adapter tensors
     plus modules trained in full; the server's copy must then compute what the actor computes."""
     from peft.utils.save_and_load import get_peft_model_state_dict
@@ -164,7 +168,7 @@ def test_hf_rollout_serves_the_adapter_verl_sends(tiny_path):
     from radgrpo.export.verify import probe_inputs
     from radgrpo.export.family import load_processor
 
-    actor, keys = _peft_from_yaml(_tiny(tiny_path), "lora_vision_lm_head")
+    actor, keys = _peft_from_yaml(_tiny(tiny_path), "lora_vision_lm_head", tmp_path)
     trainable.apply_spec(actor, trainable.TrainableSpec(lora_dropout=0.05, trainable_modules=("lm_head",)))
     with torch.no_grad():  # a trained state: adapter B no longer zero, lm_head moved
         for name, param in actor.named_parameters():

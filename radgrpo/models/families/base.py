@@ -37,7 +37,8 @@ class ModelFamily:
     #: (actor.freeze_vision_tower) freezes every module of this class
     vision_tower: ClassVar[tuple[str, str]]
     #: qualified-name prefixes (in the full model) of the vision side - tower and projector: the only
-    #: modules `peft=lora_vision_lm_head` adapts, and modules `peft=lora` leaves alone (lora_exclude)
+    #: modules `peft=lora_vision_lm_head` adapts, and modules `peft=lora` leaves alone (lora_exclude,
+    #: which the peft options' `lora_scope` turns into verl's `exclude_modules`)
     vision_modules: ClassVar[tuple[str, ...]]
     #: prefixes of towers for inputs radgrpo never feeds (Phi-4-MM's audio): no LoRA option adapts them
     unfed_modules: ClassVar[tuple[str, ...]] = ()
