@@ -19,14 +19,16 @@ audio tower (unused here, cannot be removed), and a Phi-3-style language model l
   some image is padded (eager is always bidirectional). An image's features, and every log-prob after
   them, depended on which other images shared its batch: the hf rollout's generation batch and the
   actor's micro-batch differ, so rollout and actor log-probs differed by up to 0.2 at a token.
-  Phi-4's SigLIP tower is bidirectional (the remote-code model's flash attention runs it with
-  `causal=False`); `patch_model_classes` makes every tower built afterwards so.
+  A SigLIP tower is bidirectional (transformers' own eager path attends so; onnxruntime PR #25360
+  removed the same causal mask from Phi-4-MM's SigLIP as an accuracy bug); `patch_model_classes`
+  builds every tower afterwards with `is_causal = False`.
 - vLLM serves only the remote-code `Phi4MMForCausalLM` layout, not this one: on GPUs this family
   trains with the hf rollout (see conf/model/phi4_multimodal.yaml and the README).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -150,6 +152,7 @@ class Phi4MultimodalProcessor(processing_phi4_multimodal.Phi4MultimodalProcessor
 
 
 def _bidirectional(init):
+    @functools.wraps(init)
     def __init__(self, *args, **kwargs):
         init(self, *args, **kwargs)
         self.is_causal = False
