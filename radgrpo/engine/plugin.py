@@ -6,7 +6,8 @@ GPU clusters alike:
   gives verl's tracking the redacted radgrpo + verl config and a generations table
   (radgrpo.engine.tracking_hooks),
   applies radgrpo's workarounds for verl bugs (radgrpo.engine.verl_fixes), adds what verl's LoRA/freezing
-  lacks (radgrpo.engine.trainable), registers the `hf` rollout
+  lacks (radgrpo.engine.trainable), waits for verl's agent-loop workers before the first step
+  (radgrpo.engine.step_timing), registers the `hf` rollout
   name (used only when `actor_rollout_ref.rollout.name=hf`) and makes AutoProcessor build
   torchvision-free processors when torchvision is absent;
 - `RADGRPO_MODEL_FAMILY` (set by radgrpo's engine from `model.family`): the model family's verl
@@ -72,7 +73,7 @@ def _register_processors() -> None:
 
 def _install() -> None:
     global INSTALLED
-    from radgrpo.engine import tracking_hooks, verl_fixes
+    from radgrpo.engine import step_timing, tracking_hooks, verl_fixes
 
     verl_fixes.install()
     from radgrpo.engine import reward_metrics  # noqa: F401  (per-component reward metrics, verl #2115)
@@ -82,6 +83,7 @@ def _install() -> None:
 
     trainable.install()  # LoRA dropout, modules trained beside LoRA, freeze_vision_tower
     _register_hf_rollout()
+    step_timing.install()  # agent-loop workers ready before step 1
     apply_environment()
     INSTALLED = True
 
@@ -94,7 +96,7 @@ def apply_environment() -> None:
     installed yet. Runs when `import verl` loads the plugin; radgrpo's engine calls it again in the
     driver once the run's environment is set, because the driver imported verl earlier (planning
     validates the config with verl's classes) and then runs verl's trainer itself."""
-    from radgrpo.engine import cpu_platform, family_hooks, replay_poll
+    from radgrpo.engine import cpu_platform, family_hooks, step_timing
     from radgrpo.models.families import active_family
 
     if "platform" not in _APPLIED and os.environ.get("VERL_PLATFORM", "").strip().lower() == cpu_platform.PLATFORM_NAME:
@@ -104,7 +106,7 @@ def apply_environment() -> None:
     if "family" not in _APPLIED and family is not None:
         family_hooks.install(family)
         _APPLIED.add("family")
-    if "replay_poll" not in _APPLIED and replay_poll.install():
+    if "replay_poll" not in _APPLIED and step_timing.install_poll_interval():
         _APPLIED.add("replay_poll")
 
 

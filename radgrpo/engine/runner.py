@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from radgrpo.engine.replay_poll import POLL_ENV as REPLAY_POLL_ENV
+from radgrpo.engine.step_timing import POLL_ENV as REPLAY_POLL_ENV
 
 # a tiny CPU step generates in a fraction of a second; verl's trainer would look every 2 s
 CPU_REPLAY_POLL_S = "0.05"
