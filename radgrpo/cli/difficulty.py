@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig
 
 from radgrpo import CONF_DIR
+from radgrpo.cli import exit_without_collecting
 from radgrpo.cli.train import unknown_group_option
 from radgrpo.errors import UserError
 
@@ -102,6 +103,7 @@ def _app(cfg: DictConfig) -> dict | None:
 
 
 def main() -> None:
+    exit_without_collecting()
     problem = unknown_group_option(sys.argv[1:], CONF_DIR)
     if problem:
         _fail(problem)

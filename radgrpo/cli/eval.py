@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from radgrpo import CONF_DIR
+from radgrpo.cli import exit_without_collecting
 from radgrpo.cli.train import unknown_group_option
 
 
@@ -55,6 +56,7 @@ def evaluate(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    exit_without_collecting()
     problem = unknown_group_option(sys.argv[1:], CONF_DIR)
     if problem:
         _fail(problem)

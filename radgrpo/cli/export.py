@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from radgrpo import CONF_DIR
+from radgrpo.cli import exit_without_collecting
 from radgrpo.errors import UserError
 
 
@@ -49,6 +50,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    exit_without_collecting()
     _hydra_main()
 
 

@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from radgrpo import CONF_DIR
+from radgrpo.cli import exit_without_collecting
 
 
 def rewrite_verl_overrides(argv: list[str]) -> list[str]:
@@ -112,6 +113,7 @@ def _print_summary(summary: dict) -> None:
 
 
 def main() -> None:
+    exit_without_collecting()
     args = sys.argv[1:]
     problem = unknown_group_option(args, CONF_DIR)
     if problem:
