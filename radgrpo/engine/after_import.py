@@ -1,7 +1,7 @@
 """Patch a verl module right after it is first imported, without importing it early.
 
-radgrpo's hooks into verl's trainer must run in the process that runs the trainer (verl's TaskRunner
-Ray actor), but importing the trainer module from the plugin would cost every verl process ~10 s.
+radgrpo's hooks into verl's trainer must run in the process that runs the trainer (radgrpo's own
+process: radgrpo.engine.runner), but importing the trainer module from the plugin would cost every verl process ~10 s.
 `when_imported(name, patch)` calls `patch(module)` at once if the module is already imported, else
 right after it executes, through one import finder for all registered patches.
 """

@@ -53,15 +53,8 @@ def server_actor_name(replica_rank: int) -> str:
 
 
 def _load_model(family, local_path: str, trust_remote_code: bool):
-    """The policy's architecture class (the family's auto class), on CPU in float32, in eval mode."""
-    import transformers
-
-    family.patch_model_classes()  # also installed by the plugin; the server must not depend on that
-    auto_cls = getattr(transformers, family.auto_class)
-    model = auto_cls.from_pretrained(
-        local_path, dtype=torch.float32, attn_implementation="sdpa", trust_remote_code=trust_remote_code
-    )
-    return model.eval()
+    """The policy (the family's auto class and class patches), on CPU in float32, in eval mode."""
+    return family.load_model(local_path, torch.float32, trust_remote_code)
 
 
 @dataclass

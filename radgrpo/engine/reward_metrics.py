@@ -11,7 +11,7 @@ reach the "file" JSONL logger and wandb with the rest of the step's metrics. The
 prompt-group tie metrics of radgrpo.engine.group_metrics (`groups/*`), computed from the step's
 `rm_scores` read in the same TransferQueue call.
 
-The wrap has to happen in the process that runs the trainer (verl's TaskRunner Ray actor). Importing
+The wrap has to happen in the process that runs the trainer (radgrpo's own: engine.runner). Importing
 this module installs it: at once if verl's trainer module is already imported, else right after it
 loads (radgrpo.engine.after_import). radgrpo's verl plugin imports this module, so every verl process has the hook.
 """

@@ -73,7 +73,7 @@ COMPUTED_FROM = {
 
 # Ray's raylet prestarts one idle Python worker per physical core (2 here) when the driver connects.
 # They start without the job's runtime env, so no verl actor can use them: each run paid ~1.2 CPU-s for
-# two idle processes, competing with the driver and the TaskRunner for the two cores at start-up.
+# two idle processes, competing with the driver (which runs verl's trainer) for the two cores at start-up.
 # Metrics collection feeds Ray's dashboard, which a CPU run does not start. (Names from Ray 2.60's
 # RayConfig, ray_config_def.h: the raylet and GCS binaries read them from `_system_config`.)
 RAY_SYSTEM_CONFIG = {"prestart_worker_first_driver": False, "enable_worker_prestart": False,

@@ -173,8 +173,9 @@ def classification_metrics(records: Sequence[Record], labels: Sequence[str] | No
     label), a label counting as predicted when its name appears in the answer (RadVLM's matching).
 
     scikit-learn's `precision_recall_fscore_support(average=..., zero_division=0)` computes the same
-    for two or more labels (one label it reads as a binary target of 0/1 classes); it is not used because with scikit-learn installed transformers imports it in every process that
-    loads a model (0.7 CPU-s each, eight processes per run)."""
+    for two or more labels (one label it reads as a binary target of 0/1 classes); it is not used
+    because with scikit-learn installed transformers imports it in every process that loads a model
+    (0.7 CPU-s each, eight processes per run)."""
     gold = [[str(x).lower() for x in r.ground_truth.get("labels") or []] for r in records]
     names = sorted({name.lower() for name in (labels or [])} | {x for g in gold for x in g})
     if not names:

@@ -123,16 +123,14 @@ class HFGenerator:
         self.processor = None if isinstance(processor, PreTrainedTokenizerBase) else processor
         config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
         family = family_of_model_type(config.model_type)  # None: a model of no registered family (text)
-        if family is not None:
-            import transformers
-
-            family.patch_model_classes()  # compute what training computed (e.g. Phi-4-MM's vision attention)
-            auto_cls = getattr(transformers, family.auto_class)
+        dtype = torch.float32 if device == "cpu" else torch.bfloat16
+        if family is not None:  # with its class patches (e.g. Phi-4-MM's vision attention), as in training
+            model = family.load_model(model_path, dtype, trust_remote_code)
         else:
             auto_cls = AutoModelForImageTextToText if hasattr(config, "vision_config") else AutoModelForCausalLM
-        dtype = torch.float32 if device == "cpu" else torch.bfloat16
-        self.model = auto_cls.from_pretrained(model_path, dtype=dtype, attn_implementation="sdpa",
-                                              trust_remote_code=trust_remote_code).to(device).eval()
+            model = auto_cls.from_pretrained(model_path, dtype=dtype, attn_implementation="sdpa",
+                                             trust_remote_code=trust_remote_code).eval()
+        self.model = model.to(device)
         vocab = self.tokenizer.get_vocab()
         self.suppress_tokens = [vocab[t] for t in (family.suppress_tokens if family else ()) if t in vocab] or None
 

@@ -114,7 +114,7 @@ class RedactingStream:
     """A text stream wrapper that scrubs secret values from everything written through it.
 
     Installed on this process's stdout/stderr by `scrub_console` for a run, so that configs printed by
-    verl (its TaskRunner prints the whole config) and forwarded by Ray reach the terminal and the
+    verl (its trainer prints the whole config) and forwarded by Ray reach the terminal and the
     SLURM log files without the secrets. A secret split across two write() calls is not caught;
     Python's print and Ray's log forwarding write whole lines.
 
@@ -160,7 +160,6 @@ def scrub_console(values: Iterable[str]) -> None:
             values |= set(stream._values)
             stream = stream._stream
         setattr(sys, name, RedactingStream(stream, values))
-
 
 
 def scrub_argv(values: Iterable[str]) -> None:

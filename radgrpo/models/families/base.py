@@ -111,8 +111,20 @@ class ModelFamily:
 
     def patch_model_classes(self) -> None:
         """Class patches every process needs for this family's forward (Gemma3's token_type_ids, Phi-4-MM's
-        bidirectional vision attention); the plugin applies them in every verl process, generation
-        (radgrpo-eval) before it loads a model. Idempotent."""
+        bidirectional vision attention); the plugin applies them in every verl process, `load_model`
+        before it loads one. Idempotent."""
+
+    def load_model(self, path: str, dtype: torch.dtype, trust_remote_code: bool = False):
+        """The policy from `path` with the family's auto class and its class patches (sdpa attention),
+        in eval mode: what radgrpo's hf rollout and radgrpo-eval generate with, computing what training
+        computed."""
+        import transformers
+
+        self.patch_model_classes()
+        auto_cls = getattr(transformers, self.auto_class)
+        model = auto_cls.from_pretrained(path, dtype=dtype, attn_implementation="sdpa",
+                                         trust_remote_code=trust_remote_code)
+        return model.eval()
 
     # ----- tiny model --------------------------------------------------------------------------
     def build_tiny(self, name: str, out: Path) -> None:
