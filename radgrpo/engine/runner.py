@@ -13,6 +13,7 @@ first worker, started 7 s after `ray.init`).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -51,6 +52,16 @@ def attach_env(verl_cfg: DictConfig, env: dict[str, str]) -> None:
     OmegaConf.update(verl_cfg, key, {**env, **existing}, merge=False, force_add=True)
 
 
+def attach_runtime_env(verl_cfg: DictConfig, runtime_env: dict) -> None:
+    """Add `runtime_env` (its `env_vars` merged) to the Ray runtime env of the run's `ray.init`."""
+    env_vars = runtime_env.get("env_vars", {})
+    if env_vars:
+        attach_env(verl_cfg, env_vars)
+    for key, value in runtime_env.items():
+        if key != "env_vars":
+            OmegaConf.update(verl_cfg, f"ray_kwargs.ray_init.runtime_env.{key}", value, force_add=True)
+
+
 class _RunHere:
     """`<actor>.run.remote(config)` for an object in this process: runs it, returns a ready ObjectRef."""
 
@@ -78,11 +89,21 @@ class TaskRunnerInThisProcess:
 
         self.run = _RunHere(TaskRunnerV1.__ray_actor_class__().run)
 
+    # called once Ray is up, before verl asks it for any worker (see `before_workers`)
+    steps_before_workers: tuple = ()
+
+    @classmethod
+    def before_workers(cls, *steps) -> type:
+        """This class, running `steps` (callables) after `ray.init` and before verl creates a worker."""
+        return type(cls.__name__, (cls,), {"steps_before_workers": steps})
+
     @classmethod
     def remote(cls) -> "TaskRunnerInThisProcess":
         import ray
 
         os.environ.update(ray.get_runtime_context().runtime_env.get("env_vars") or {})
+        for step in cls.steps_before_workers:
+            step()
         return cls()
 
     @staticmethod
@@ -94,8 +115,11 @@ class TaskRunnerInThisProcess:
         return TaskRunnerV1.options(**actor_options)
 
 
-def run_verl(verl_cfg: DictConfig, env: dict[str, str]) -> None:
-    """Train with an already validated `verl_cfg` (see runs.plan); raises on failure. Shuts Ray down after."""
+def run_verl(verl_cfg: DictConfig, env: dict[str, str], fork_workers: bool = True) -> None:
+    """Train with an already validated `verl_cfg` (see runs.plan); raises on failure. Shuts Ray down after.
+
+    `fork_workers` (cluster.fork_workers): on a CPU run with a Ray of its own, Ray's workers are forked
+    from one process that imported verl once (radgrpo.engine.forkserver) instead of each importing it."""
     os.environ.update(env)
     import ray
     import verl  # noqa: F401  (loads radgrpo's plugin with the environment above)
@@ -107,10 +131,26 @@ def run_verl(verl_cfg: DictConfig, env: dict[str, str]) -> None:
     if not plugin.INSTALLED:
         raise RuntimeError("radgrpo's verl plugin did not load; see the error printed above")
     plugin.apply_environment()  # this process imported verl while planning, before `env` was set
+    local_ray = OmegaConf.select(verl_cfg, "ray_kwargs.ray_init.address") in (None, "local")
+    runner, fork_server = TaskRunnerInThisProcess, None
+    if fork_workers and local_ray and verl_cfg.trainer.device == "cpu":
+        from radgrpo.engine.forkserver import ForkServer, ray_worker_environment
+
+        fork_server = ForkServer()
+        attach_runtime_env(verl_cfg, fork_server.runtime_env())
+
+        def start_fork_server() -> None:
+            fork_server.start(ray_worker_environment())
+            print(f"radgrpo: Ray's workers are forked from one process ({fork_server.ready_message})",
+                  file=sys.stderr, flush=True)
+
+        runner = TaskRunnerInThisProcess.before_workers(start_fork_server)
     attach_env(verl_cfg, env)
     auto_set_device(verl_cfg)
     try:
-        run_ppo(verl_cfg, task_runner_class=TaskRunnerInThisProcess)
+        run_ppo(verl_cfg, task_runner_class=runner)
     finally:
-        if ray.is_initialized() and OmegaConf.select(verl_cfg, "ray_kwargs.ray_init.address") in (None, "local"):
+        if ray.is_initialized() and local_ray:
             ray.shutdown()  # the Ray this run started; a multi-node head belongs to the SLURM launcher
+        if fork_server is not None:
+            fork_server.stop()

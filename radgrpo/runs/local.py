@@ -56,7 +56,7 @@ def run(cfg: DictConfig, ray_address: str | None = None) -> dict:
         env = {**process_env(plan.device, plan.family, folder.metrics), **wandb_env}
         error = None
         try:
-            run_verl(plan.verl_config, env)
+            run_verl(plan.verl_config, env, fork_workers=bool(cfg.cluster.get("fork_workers", True)))
         except BaseException as exc:  # the summary records the failure; the console gets one line
             error = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, Exception):

@@ -67,18 +67,22 @@ def test_embedded_default_trains_through_verl_reproducibly(tmp_path):
     assert len(console) <= 40, console
     assert any(line.startswith("radgrpo: run folder") for line in console)
     assert sum(line.startswith("radgrpo: step ") for line in console) == len(steps), console
-    assert "(WorkerDict pid=" in (run_dir / "train.log").read_text()  # Ray forwards its workers' output there
+    train_log = (run_dir / "train.log").read_text()
+    assert "(WorkerDict pid=" in train_log  # Ray forwards its workers' output there
+    assert "radgrpo: Ray's workers are forked from one process (ready: " in train_log  # cluster.fork_workers
 
     # a wheel installed outside the checkout (config inside the package) dry-runs, then trains the
-    # same: per-step rewards and gradient norms agree with the checkout's run (same seed)
+    # same with workers that each import verl themselves (no fork server): per-step rewards and
+    # gradient norms agree with the checkout's run (same seed)
     wheel = install_wheel(tmp_path / "wheel")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     dry = _train(tmp_path / "dry", [wheel.radgrpo, "dry_run=true"], elsewhere, **wheel.env)
     assert "(dry run: nothing started)" in dry.stdout
     assert f"path: {wheel.package / 'rewards' / 'verl_entry.py'}" in dry.stdout  # the reward entry
-    _train(tmp_path / "b", [wheel.radgrpo], elsewhere, **wheel.env)
+    _train(tmp_path / "b", [wheel.radgrpo, "cluster.fork_workers=false"], elsewhere, **wheel.env)
     (other_dir,) = [p.parent for p in (tmp_path / "b").rglob("summary.json")]
+    assert "are forked from one process" not in (other_dir / "train.log").read_text()
     other = [s["data"] for s in load_metrics(other_dir) if "actor/pg_loss" in s["data"]]
     for key in ("critic/score/mean", "actor/grad_norm", "response_length/mean"):
         assert [s[key] for s in other] == pytest.approx([s[key] for s in steps], abs=1e-6), key
