@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -254,7 +253,6 @@ def default_run(repo: Path = REPO, baseline: Path | None = None, save: Path | No
         commit = subprocess.run(["git", "-C", str(repo), "log", "-1", "--format=%h %s"], capture_output=True,
                                 text=True).stdout.strip()[:72]
         print(f"default run of {repo} ({commit})")
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.time()
         proc = subprocess.Popen([sys.executable, "-m", "radgrpo.cli.train"], cwd=repo, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -267,7 +265,6 @@ def default_run(repo: Path = REPO, baseline: Path | None = None, save: Path | No
         watcher.start()
         output = proc.communicate()[0]
         ended = time.time()
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         sampler.stop.set()
         sampler.thread.join()
         time.sleep(0.3)
@@ -286,7 +283,6 @@ def default_run(repo: Path = REPO, baseline: Path | None = None, save: Path | No
     per_step = ", ".join(f"{d['timing_s/step']:.1f}" for d in steps.values())
     gen = ", ".join(f"{d['timing_s/gen']:.2f}" for d in steps.values())
     between = ended - started - startup - step_time - shutdown
-    reaped_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     bounds = [("start-up", started, first_start)]
     previous = first_start
     for step in sorted(steps):
@@ -297,14 +293,13 @@ def default_run(repo: Path = REPO, baseline: Path | None = None, save: Path | No
                  for name, a, b in bounds}
     sampled_cpu = sum(info["cpu"][-1][1] for info in sampler.procs.values())
     result = {"wall": ended - started, "startup": startup, "steps": [d["timing_s/step"] for d in steps.values()],
-              "shutdown": shutdown, "cpu_sampled": sampled_cpu, "cpu_reaped": reaped_cpu,
+              "shutdown": shutdown, "cpu_sampled": sampled_cpu,
               "processes": len(sampler.procs), "phase_cpu": phase_cpu}
 
     print(f"default run: {ended - started:.1f} s wall = start-up {startup:.1f} s + {len(steps)} steps "
           f"{step_time:.1f} s ({per_step}) + shut-down {shutdown:.1f} s (+ {between:.1f} s between steps); "
           f"gen per step {gen} s")
-    print(f"  CPU: {sampled_cpu:.1f} CPU-s sampled over {len(sampler.procs)} processes "
-          f"({reaped_cpu:.1f} CPU-s reaped children's rusage); per phase: "
+    print(f"  CPU: {sampled_cpu:.1f} CPU-s sampled over {len(sampler.procs)} processes; per phase: "
           + ", ".join(f"{name} {cpu:.1f}" for name, cpu in phase_cpu.items()))
     print(f"  console: {len(output.splitlines())} lines")
     print("  timeline (s from launch):")
@@ -334,8 +329,7 @@ def default_run(repo: Path = REPO, baseline: Path | None = None, save: Path | No
     if baseline:
         base = json.loads(baseline.read_text())
         print(f"  against {baseline.name}: wall {result['wall'] / base['wall']:.2f}x, "
-              f"CPU-s {result['cpu_sampled'] / base['cpu_sampled']:.2f}x (sampled), "
-              f"{result['cpu_reaped'] / base['cpu_reaped']:.2f}x (rusage), start-up "
+              f"CPU-s {result['cpu_sampled'] / base['cpu_sampled']:.2f}x, start-up "
               f"{result['startup'] / base['startup']:.2f}x, steps "
               + ", ".join(f"{a / b:.2f}x" for a, b in zip(result["steps"], base["steps"])))
     return result

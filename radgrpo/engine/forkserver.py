@@ -44,7 +44,7 @@ import threading
 import time
 from pathlib import Path
 
-from radgrpo.engine.forkserver_client import SOCKET_ENV
+from radgrpo.engine.forkserver_client import SOCKET_ENV, receive_exact
 
 CLIENT = Path(__file__).with_name("forkserver_client.py")
 # What verl's Ray workers import on a CPU run (their top-level imports, measured with
@@ -117,19 +117,17 @@ def _receive_request(conn: socket.socket) -> tuple[dict, list[int]]:
     if len(header) < 4:
         raise ConnectionError("short request")
     (size,) = struct.unpack("!I", header)
-    body = b""
-    while len(body) < size:
-        chunk = conn.recv(size - len(body))
-        if not chunk:
-            raise ConnectionError("request cut short")
-        body += chunk
-    return json.loads(body), list(fds)
+    return json.loads(receive_exact(conn, size)), list(fds)
 
 
 def _run_worker(conn: socket.socket, request: dict, fds: list[int]) -> int:
     """In the forked child: become the process Ray asked for and run its entry point."""
     for number in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
         signal.signal(number, signal.SIG_DFL)
+    try:  # Ray gives each worker a process group and kills it when the worker dies: join the client's
+        os.setpgid(0, request["pgid"])
+    except OSError:
+        pass  # another session: Ray then skips that clean-up, as for any worker sharing the raylet's group
     for target, fd in enumerate(fds[:3]):
         os.dup2(fd, target)
     for fd in fds:

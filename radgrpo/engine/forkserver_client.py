@@ -23,17 +23,18 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUI
 
 def send_request(conn: socket.socket, argv: list[str]) -> None:
     """One length-prefixed JSON request, with stdin/stdout/stderr passed alongside (SCM_RIGHTS)."""
-    body = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd()}).encode()
+    body = json.dumps({"argv": argv, "env": dict(os.environ), "cwd": os.getcwd(), "pgid": os.getpgrp()}).encode()
     fds = array.array("i", [0, 1, 2])
     conn.sendmsg([struct.pack("!I", len(body)) + body], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
 
 
 def receive_exact(conn: socket.socket, size: int) -> bytes:
+    """`size` bytes from `conn` (the server reads requests with it too)."""
     data = b""
     while len(data) < size:
         chunk = conn.recv(size - len(data))
         if not chunk:
-            raise ConnectionError("the fork server closed the connection")
+            raise ConnectionError(f"connection closed after {len(data)} of {size} bytes")
         data += chunk
     return data
 

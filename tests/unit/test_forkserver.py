@@ -18,7 +18,8 @@ from radgrpo.engine.forkserver import ForkServer, _check_fixed_environment, py_e
 WORKER = """
 import json, os, sys, time
 print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "x": os.environ.get("X"), "pid": os.getpid(),
-                  "preloaded": "email.mime.text" in sys.modules, "path0": sys.path[0]}), flush=True)
+                  "preloaded": "email.mime.text" in sys.modules, "path0": sys.path[0],
+                  "pgid": os.getpgrp()}), flush=True)
 print("to stderr", file=sys.stderr, flush=True)
 if sys.argv[1] == "sleep":
     time.sleep(60)
@@ -51,15 +52,17 @@ def client_env(server) -> dict[str, str]:
 
 
 def test_worker_runs_forked_with_the_clients_arguments_environment_and_streams(server, worker_script, tmp_path):
-    result = subprocess.run(client_command(worker_script, "run", "3"), env=client_env(server), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 3, result.stderr
-    seen = json.loads(result.stdout)
+    client = subprocess.Popen(client_command(worker_script, "run", "3"), env=client_env(server), cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0)
+    stdout, stderr = client.communicate(timeout=60)
+    assert client.returncode == 3, stderr
+    seen = json.loads(stdout)
+    assert seen["pgid"] == client.pid  # in the client's process group, which Ray kills with the worker
     assert seen["argv"] == [str(worker_script), "run", "3"]
     assert seen["cwd"] == str(tmp_path) and seen["x"] == "client"
     assert seen["preloaded"]  # imported by the server before the fork, not by the worker
     assert seen["path0"] == str(worker_script.parent)  # as `python worker.py` would have it
-    assert "to stderr" in result.stderr
+    assert "to stderr" in stderr
 
 
 def test_signals_reach_the_worker_and_its_death_is_the_clients(server, worker_script):
