@@ -7,7 +7,8 @@ through Ray's runtime env, so the plugin sees the same values in the driver and 
 verl's trainer (`TaskRunnerV1.run`) runs in this process rather than in a Ray actor of its own: the
 actor would be one more Python process importing torch and verl (~5 CPU-s) before verl creates any
 worker, and this process only waits for it (benchmarks/engine.py: the TransferQueue controller, verl's
-first worker, started 7 s after `ray.init`).
+first worker, started 7 s after `ray.init`). For the same reason a CPU run's Ray workers are forked
+from one process that imported verl once (radgrpo.engine.forkserver).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ class TaskRunnerInThisProcess:
         return TaskRunnerV1.options(**actor_options)
 
 
-def run_verl(verl_cfg: DictConfig, env: dict[str, str], fork_workers: bool = True) -> None:
+def run_verl(verl_cfg: DictConfig, env: dict[str, str], *, fork_workers: bool) -> None:
     """Train with an already validated `verl_cfg` (see runs.plan); raises on failure. Shuts Ray down after.
 
     `fork_workers` (cluster.fork_workers): on a CPU run with a Ray of its own, Ray's workers are forked
