@@ -6,16 +6,20 @@ exercise the exact code paths of the real models (vision tower, processor, chat 
 parameter model of the SAME classes with random weights and a BPE tokenizer trained locally, save it
 like any hub checkpoint, and cache it. Recipes follow ../shared/notes/tiny-models.md.
 
-The cache folder is `$RADGRPO_CACHE/tiny_models/<name>` (default `~/.cache/radgrpo`); building is
-deterministic (fixed seeds), takes a few seconds, and is written atomically so that concurrent
-builders (several SLURM tasks on one file system) never see a half-written model.
+The cache folder is `$RADGRPO_CACHE/tiny_models/<name>-<build fingerprint>` (default
+`~/.cache/radgrpo`): the fingerprint hashes what the build reads (`build_inputs`), so a model built
+before a builder change is never reused after it. Building is deterministic (fixed seeds), takes a
+few seconds, and is written atomically so that concurrent builders (several SLURM tasks on one file
+system) never see a half-written model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 # A small radiology-flavoured corpus so the BPE merges look like the task's words.
@@ -40,13 +44,31 @@ WARM_START_STEPS = 300
 WARM_START_PROMPT = "think"
 
 
+def build_inputs() -> list[Path]:
+    """The files a tiny model's build reads: radgrpo.models (families, processors, this module), the
+    warm start's prompt and synthetic images (radgrpo.data.prompts, .synthetic, its conf/prompt file)."""
+    package = Path(__file__).resolve().parents[1]
+    prompt = package / "conf" / "prompt" / f"{WARM_START_PROMPT}.yaml"
+    return [*sorted((package / "models").rglob("*.py")), package / "data" / "prompts.py",
+            package / "data" / "synthetic.py", prompt]
+
+
+def build_fingerprint() -> str:
+    """12 hex digits of the hash of `build_inputs` and the torch and transformers versions that build
+    and save the model (read from the installed metadata: importing transformers costs ~0.6 s)."""
+    digest = hashlib.sha256(f"torch {version('torch')} transformers {version('transformers')}".encode())
+    for path in build_inputs():
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def ensure_tiny_model(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Return the folder of tiny model `name`, building it on first use."""
+    """Return the folder of tiny model `name` as the current code builds it, building it on first use."""
     from radgrpo.models.families import family_of_tiny
 
     family = family_of_tiny(name)
     root = Path(cache_dir) if cache_dir else cache_root() / "tiny_models"
-    target = root / name
+    target = root / f"{name}-{build_fingerprint()}"
     if (target / "config.json").exists():
         return target
     root.mkdir(parents=True, exist_ok=True)
