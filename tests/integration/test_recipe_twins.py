@@ -29,6 +29,7 @@ import yaml
 from PIL import Image
 
 from radgrpo.data.synthetic import draw_chest
+from radgrpo.models.tiny import build_fingerprint
 from radgrpo.runs.folder import load_metrics
 
 from ..conftest import CONF_DIR, REPO
@@ -199,7 +200,7 @@ def test_recipe_twin_trains_one_step(recipe, tmp_path):
 
     assert summary["status"] == "completed" and summary["steps_completed"] == 1
     assert math.isfinite(step["actor/pg_loss"]) and math.isfinite(step["actor/grad_norm"])
-    assert Path(summary["model_path"]).name == FAMILY.get(recipe, "tiny_qwen2_5_vl")
+    assert Path(summary["model_path"]).name == f"{FAMILY.get(recipe, 'tiny_qwen2_5_vl')}-{build_fingerprint()}"
     for term in REWARD_TERMS[recipe]:
         assert f"reward/{term}/mean" in step, sorted(k for k in step if k.startswith("reward/"))
     verl = yaml.safe_load((run_dir / "verl_config.yaml").read_text())
