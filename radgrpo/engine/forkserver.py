@@ -347,9 +347,9 @@ def ray_worker_environment() -> dict[str, str]:
 
 
 class ForkServer:
-    """The fork server of one run. Created before Ray starts (Ray's `runtime_env` must name the
-    client: `runtime_env()`), started once Ray is up and before verl asks for a worker (`start`),
-    stopped after Ray (`stop`)."""
+    """The fork server of one run. Created before Ray starts (Ray's runtime env must name the client
+    and the socket: `py_executable()`, `env_vars()`), started once Ray is up and before verl asks for
+    a worker (`start`), stopped after Ray (`stop`)."""
 
     def __init__(self, preload: tuple[str, ...] = PRELOAD) -> None:
         self.preload = preload
@@ -358,9 +358,10 @@ class ForkServer:
         self._process: subprocess.Popen | None = None
         self.ready_message = ""
 
-    def runtime_env(self) -> dict:
-        """What the run's Ray `runtime_env` needs so Ray's workers are forked here."""
-        return {"py_executable": py_executable(), "env_vars": {SOCKET_ENV: self.socket_path}}
+    def env_vars(self) -> dict[str, str]:
+        """What the clients need in their environment (with `py_executable()` as Ray's runtime env's
+        `py_executable`, Ray's workers are forked here)."""
+        return {SOCKET_ENV: self.socket_path}
 
     def start(self, worker_env: dict[str, str], timeout_s: float = READY_TIMEOUT_S) -> None:
         """Start the server in `worker_env` (the environment Ray gives the run's workers) and wait until

@@ -53,16 +53,6 @@ def attach_env(verl_cfg: DictConfig, env: dict[str, str]) -> None:
     OmegaConf.update(verl_cfg, key, {**env, **existing}, merge=False, force_add=True)
 
 
-def attach_runtime_env(verl_cfg: DictConfig, runtime_env: dict) -> None:
-    """Add `runtime_env` (its `env_vars` merged) to the Ray runtime env of the run's `ray.init`."""
-    env_vars = runtime_env.get("env_vars", {})
-    if env_vars:
-        attach_env(verl_cfg, env_vars)
-    for key, value in runtime_env.items():
-        if key != "env_vars":
-            OmegaConf.update(verl_cfg, f"ray_kwargs.ray_init.runtime_env.{key}", value, force_add=True)
-
-
 class _RunHere:
     """`<actor>.run.remote(config)` for an object in this process: runs it, returns a ready ObjectRef."""
 
@@ -135,10 +125,11 @@ def run_verl(verl_cfg: DictConfig, env: dict[str, str], *, fork_workers: bool) -
     local_ray = OmegaConf.select(verl_cfg, "ray_kwargs.ray_init.address") in (None, "local")
     runner, fork_server = TaskRunnerInThisProcess, None
     if fork_workers and local_ray and verl_cfg.trainer.device == "cpu":
-        from radgrpo.engine.forkserver import ForkServer, ray_worker_environment
+        from radgrpo.engine.forkserver import ForkServer, py_executable, ray_worker_environment
 
         fork_server = ForkServer()
-        attach_runtime_env(verl_cfg, fork_server.runtime_env())
+        env = {**env, **fork_server.env_vars()}
+        OmegaConf.update(verl_cfg, "ray_kwargs.ray_init.runtime_env.py_executable", py_executable(), force_add=True)
 
         def start_fork_server() -> None:
             fork_server.start(ray_worker_environment())

@@ -47,10 +47,11 @@ WARM_START_PROMPT = "think"
 def build_inputs() -> list[Path]:
     """The files a tiny model's build reads: radgrpo.models (families, processors, this module), the
     warm start's prompt and synthetic images (radgrpo.data.prompts, .synthetic, its conf/prompt file)."""
-    package = Path(__file__).resolve().parents[1]
-    prompt = package / "conf" / "prompt" / f"{WARM_START_PROMPT}.yaml"
-    return [*sorted((package / "models").rglob("*.py")), package / "data" / "prompts.py",
-            package / "data" / "synthetic.py", prompt]
+    from radgrpo.data import prompts, synthetic
+
+    models = Path(__file__).resolve().parent
+    return [*sorted(models.rglob("*.py")), Path(prompts.__file__), Path(synthetic.__file__),
+            prompts.PROMPT_DIR / f"{WARM_START_PROMPT}.yaml"]
 
 
 def build_fingerprint() -> str:

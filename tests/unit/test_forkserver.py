@@ -48,7 +48,7 @@ def client_command(script, *args) -> list[str]:
 
 
 def client_env(server) -> dict[str, str]:
-    return {**os.environ, **server.runtime_env()["env_vars"], "X": "client"}
+    return {**os.environ, **server.env_vars(), "X": "client"}
 
 
 def test_worker_runs_forked_with_the_clients_arguments_environment_and_streams(server, worker_script, tmp_path):
